@@ -1,0 +1,132 @@
+"""The one backpressure point: a bounded buffer of encoded lines, spoken to in transactions.
+
+Like Telegraf's output buffer: `take` a batch, then `accept` it (settled: written or dead-lettered)
+or `keep` it (put back in front, retried later). Taken lines count against the capacity until
+settled, so memory is bounded by `max_lines` whatever the sink does. Every line remembers the
+message it came from, so a line the database rejects is dead-lettered with its original payload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass, field
+
+from ingestd.records import RawMessage
+
+
+@dataclass(slots=True)
+class Batch:
+    lines: list[str] = field(default_factory=list)
+    origins: list[RawMessage] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+
+class BufferClosed(Exception):
+    """Intake is closed: the service is shutting down."""
+
+
+class MemoryBuffer:
+    """Bounded FIFO of lines. `put` never blocks (it is called inline from the MQTT read path);
+    instead the source checks `full` after each message and stops reading until `wait_for_space`."""
+
+    def __init__(self, max_lines: int, resume_ratio: float = 0.5) -> None:
+        self.max_lines = max_lines
+        self._resume_at = int(max_lines * resume_ratio)
+        self._lines: deque[str] = deque()
+        self._origins: deque[RawMessage] = deque()
+        self._in_flight = 0
+        self._closed = False
+        self._batch_size = max_lines
+        self._ready = asyncio.Event()  # a full batch is waiting, or intake closed
+        self._nonempty = asyncio.Event()  # a line is waiting, or intake closed
+        self._space = asyncio.Event()  # fill is at or below the resume mark
+        self._space.set()
+
+    # -- intake side -------------------------------------------------------------------------
+
+    def put(self, lines: list[str], origin: RawMessage) -> None:
+        if self._closed:
+            raise BufferClosed
+        self._lines.extend(lines)
+        self._origins.extend([origin] * len(lines))
+        self._nonempty.set()
+        if len(self._lines) >= self._batch_size:
+            self._ready.set()
+        if self.full:
+            self._space.clear()
+
+    @property
+    def full(self) -> bool:
+        return self.fill >= self.max_lines
+
+    @property
+    def fill(self) -> int:
+        """Lines held, waiting or in flight."""
+        return len(self._lines) + self._in_flight
+
+    @property
+    def waiting(self) -> int:
+        return len(self._lines)
+
+    async def wait_for_space(self) -> None:
+        await self._space.wait()
+
+    def close_intake(self) -> None:
+        self._closed = True
+        self._ready.set()
+        self._nonempty.set()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- flush side --------------------------------------------------------------------------
+
+    async def next_batch(self, max_lines: int, wait_s: float) -> Batch | None:
+        """A batch once `max_lines` are waiting, or `wait_s` after a line arrived to an empty buffer.
+        None once intake is closed and nothing is left."""
+        self._batch_size = max_lines
+        while not self._lines:
+            if self._closed:
+                return None
+            self._nonempty.clear()
+            await self._nonempty.wait()
+        if len(self._lines) < max_lines and not self._closed:
+            self._ready.clear()
+            try:
+                async with asyncio.timeout(wait_s):
+                    await self._ready.wait()
+            except TimeoutError:
+                pass
+        return self.take(max_lines)
+
+    def take(self, max_lines: int) -> Batch:
+        count = min(max_lines, len(self._lines))
+        batch = Batch(
+            [self._lines.popleft() for _ in range(count)],
+            [self._origins.popleft() for _ in range(count)],
+        )
+        self._in_flight += count
+        return batch
+
+    def accept(self, batch: Batch) -> None:
+        """The batch is settled: every line written or dead-lettered."""
+        self._release(len(batch))
+
+    def keep(self, batch: Batch) -> None:
+        """The batch could not be written now: put it back in front, in order."""
+        self._lines.extendleft(reversed(batch.lines))
+        self._origins.extendleft(reversed(batch.origins))
+        self._in_flight -= len(batch)
+
+    def drain(self) -> Batch:
+        """Everything still waiting, for the shutdown count."""
+        return self.take(len(self._lines))
+
+    def _release(self, count: int) -> None:
+        self._in_flight -= count
+        if self.fill <= self._resume_at:
+            self._space.set()

@@ -1,0 +1,132 @@
+"""Entry point: argparse and exit codes. The only place that calls sys.exit.
+
+  ingestd --config ingest.toml                      run the daemon (also: ingestd run ...)
+  ingestd check --config ingest.toml [--connect]    validate the config, optionally reach servers
+  ingestd check --config ingest.toml --topic T --payload P
+                                                    print the line protocol, or the drop reason
+
+Exit codes: 0 clean shutdown / check passed, 1 check found a problem, 2 bad configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from ingestd import __version__
+from ingestd.config import Settings, load_settings
+from ingestd.errors import ConfigError, IngestdError
+
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ingestd", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"ingestd {__version__}")
+    parser.add_argument("--config", type=Path, help="path to ingest.toml")
+    sub = parser.add_subparsers(dest="command")
+    run = sub.add_parser("run", help="run the daemon (the default)")
+    run.add_argument("--config", type=Path, required=True, dest="config")
+    check = sub.add_parser("check", help="validate the config, or show what a message becomes")
+    check.add_argument("--config", type=Path, required=True, dest="config")
+    check.add_argument("--connect", action="store_true", help="also reach the broker and the database")
+    check.add_argument("--topic", help="an MQTT topic to try")
+    check.add_argument("--payload", help="the payload to try with --topic (UTF-8 text)")
+    return parser
+
+
+def _run(settings: Settings) -> int:
+    from ingestd.logs import configure_logging
+    from ingestd.service import Service
+
+    configure_logging(settings.log.format, settings.log.level)
+
+    async def main() -> None:
+        service = Service(settings)
+        service.install_signal_handlers()
+        await service.run()
+
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    runner(main())
+    return EXIT_OK
+
+
+async def _connect(settings: Settings) -> list[str]:
+    import aiomqtt
+
+    from ingestd.sink import InfluxSink
+
+    problems = []
+    sink = InfluxSink(settings.influx)
+    try:
+        version = await sink.ping()
+        print(f"database: reachable at {settings.influx.url} (version {version})")
+        await sink.write([])  # an empty write checks auth and the bucket/database
+    except IngestdError as exc:
+        problems.append(f"database: {exc}")
+    finally:
+        await sink.close()
+    m = settings.mqtt
+    try:
+        async with aiomqtt.Client(
+            m.host, m.port, username=m.username, password=m.password(),
+            identifier=f"{m.client_id}-check", timeout=5,
+        ):
+            print(f"broker: connected to {m.host}:{m.port}")
+    except aiomqtt.MqttError as exc:
+        problems.append(f"broker: {exc}")
+    return problems
+
+
+def _check(args: argparse.Namespace, settings: Settings) -> int:
+    from ingestd.routes import compile_routes
+    from ingestd.service import check_message
+
+    compile_routes(settings)
+    if args.topic is not None:
+        lines, reason = check_message(settings, args.topic, (args.payload or "").encode("utf-8"))
+        if reason is not None:
+            print(f"dead-letter: {reason}")
+            return EXIT_CHECK_FAILED
+        if lines is None:
+            print("ignored: this topic's route has format = 'ignore'")
+        else:
+            print("\n".join(lines))
+        return EXIT_OK
+    print(f"config: {args.config} is valid ({len(settings.routes)} routes)")
+    if args.connect:
+        problems = asyncio.run(_connect(settings))
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        return EXIT_CHECK_FAILED if problems else EXIT_OK
+    return EXIT_OK
+
+
+def run_cli(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.config is None:
+        _parser().error("--config is required")
+    try:
+        settings = load_settings(args.config)
+        if args.command == "check":
+            return _check(args, settings)
+        # secrets are resolved up front so a missing env var is a config error, not a crash
+        settings.mqtt.password()
+        settings.influx.token() if settings.influx.api == "v2" else settings.influx.password()
+        return _run(settings)
+    except ConfigError as exc:
+        print(f"ingestd: config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+def main() -> None:
+    sys.exit(run_cli())

@@ -1,0 +1,211 @@
+"""Settings, declared once: TOML validated by pydantic. Secrets come from env vars or files."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ingestd.errors import ConfigError
+
+FieldType = Literal["float", "int", "bool", "string"]
+TimeUnit = Literal["auto", "s", "ms", "us", "ns"]
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def read_secret(env: str | None, file: Path | None, key: str) -> str | None:
+    """The secret named by an env var or a file; never stored in the TOML itself."""
+    if env is not None:
+        value = os.environ.get(env)
+        if value is None:
+            raise ConfigError(key + "_env", f"environment variable {env} is not set")
+        return value
+    if file is not None:
+        try:
+            return file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(key + "_file", f"cannot read {file}: {exc.strerror}") from exc
+    return None
+
+
+class MqttSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    topics: list[str] = Field(default_factory=lambda: ["sensors/#"], min_length=1)
+    qos: Literal[0, 1, 2] = 1
+    client_id: str = "ingestd"
+    clean_session: bool = False
+    keepalive_s: int = Field(30, ge=5, le=65535)
+    protocol: Literal["3.1.1", "5"] = "3.1.1"
+    username: str | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+    tls: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    reconnect_min_s: PositiveFloat = 0.5
+    reconnect_max_s: PositiveFloat = 30.0
+
+    @model_validator(mode="after")
+    def _client_cert_pairs(self) -> MqttSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together (mutual TLS)")
+        return self
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls or self.ca_file is not None or self.cert_file is not None
+
+    def password(self) -> str | None:
+        return read_secret(self.password_env, self.password_file, "mqtt.password")
+
+
+class InfluxSettings(_Section):
+    url: str = "http://127.0.0.1:8086"
+    api: Literal["v1", "v2"] = "v2"
+    # v2
+    org: str | None = None
+    bucket: str | None = None
+    token_env: str | None = None
+    token_file: Path | None = None
+    # v1
+    database: str | None = None
+    retention_policy: str | None = None
+    username: str | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+    timeout_s: PositiveFloat = 10.0
+    gzip: bool = False
+
+    @model_validator(mode="after")
+    def _api_keys(self) -> InfluxSettings:
+        if self.api == "v2" and not self.bucket:
+            raise ValueError("api = 'v2' needs bucket (and org, token_env for InfluxDB 2.x)")
+        if self.api == "v1" and not self.database:
+            raise ValueError("api = 'v1' needs database")
+        return self
+
+    def token(self) -> str | None:
+        return read_secret(self.token_env, self.token_file, "influx.token")
+
+    def password(self) -> str | None:
+        return read_secret(self.password_env, self.password_file, "influx.password")
+
+
+class BatchSettings(_Section):
+    max_lines: int = Field(5000, ge=1, le=1_000_000)
+    flush_interval_s: PositiveFloat = 1.0
+    buffer_max_lines: int = Field(100_000, ge=1)
+    retry_initial_s: PositiveFloat = 0.5
+    retry_max_s: PositiveFloat = 30.0
+
+    @model_validator(mode="after")
+    def _buffer_holds_a_batch(self) -> BatchSettings:
+        if self.buffer_max_lines < self.max_lines:
+            raise ValueError("buffer_max_lines must be at least max_lines")
+        return self
+
+
+class LimitSettings(_Section):
+    max_payload_bytes: int = Field(65536, ge=1)
+
+
+class DeadLetterSettings(_Section):
+    path: Path = Path("deadletters.jsonl")
+    max_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    mqtt_topic: str | None = None
+    log_interval_s: float = Field(10.0, ge=0)
+
+
+class HttpSettings(_Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(9108, ge=0, le=65535)
+
+
+class LogSettings(_Section):
+    format: Literal["auto", "console", "json"] = "auto"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class ShutdownSettings(_Section):
+    drain_timeout_s: PositiveFloat = 10.0
+
+
+class RouteSettings(_Section):
+    topic: str
+    format: Literal["value", "object", "ignore"] = "value"
+    measurement: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    # value format
+    value_key: str = "v"
+    field: str = "value"
+    # object format
+    readings: str | None = None
+    tag_keys: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=list)
+    # both
+    time_key: str | None = "ts"
+    time_unit: TimeUnit = "auto"
+    timezone: str = "UTC"
+    units: dict[str, str] = Field(default_factory=dict)
+    types: dict[str, FieldType] = Field(default_factory=dict)
+
+
+DEFAULT_ROUTES = (RouteSettings(topic="sensors/{device}/{measurement}", format="value"),)
+
+
+class Settings(_Section):
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)  # type: ignore[arg-type]
+    influx: InfluxSettings
+    batch: BatchSettings = Field(default_factory=BatchSettings)  # type: ignore[arg-type]
+    limits: LimitSettings = Field(default_factory=LimitSettings)  # type: ignore[arg-type]
+    deadletter: DeadLetterSettings = Field(default_factory=DeadLetterSettings)  # type: ignore[arg-type]
+    http: HttpSettings = Field(default_factory=HttpSettings)  # type: ignore[arg-type]
+    log: LogSettings = Field(default_factory=LogSettings)  # type: ignore[arg-type]
+    shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)  # type: ignore[arg-type]
+    routes: list[RouteSettings] = Field(default_factory=lambda: list(DEFAULT_ROUTES))
+
+
+def key_path(loc: tuple[int | str, ...]) -> str:
+    """('routes', 0, 'units') -> 'routes[0].units'."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + part
+    return out
+
+
+def parse_settings(data: dict[str, object]) -> Settings:
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        msg = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            msg = "unknown key"
+        raise ConfigError(key_path(loc), msg) from exc
+
+
+def load_settings(path: Path) -> Settings:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError("", f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError("", f"{path} is not valid TOML: {exc}") from exc
+    return parse_settings(data)

@@ -1,0 +1,123 @@
+"""The dead-letter store: a JSON-lines file (and optionally an MQTT topic) of everything not written.
+
+One line per message: original topic, payload (UTF-8 text, or base64 when it is not), reason,
+detail, receive time and dead-letter time; for lines the database refused, the line too. Writes go
+through a buffered file flushed every second and at shutdown: no fsync per message. At `max_bytes`
+the file is rotated once to `<path>.1`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from ingestd.records import DeadLetter
+
+
+def to_json(letter: DeadLetter) -> bytes:
+    record: dict[str, Any] = {
+        "topic": letter.topic,
+        "reason": letter.reason,
+        "detail": letter.detail,
+        "received_ns": letter.received_ns,
+        "dead_lettered_ns": letter.dead_lettered_ns,
+    }
+    try:
+        record["payload"] = letter.payload.decode("utf-8")
+    except UnicodeDecodeError:
+        record["payload_b64"] = base64.b64encode(letter.payload).decode("ascii")
+    if letter.line is not None:
+        record["line"] = letter.line
+    return orjson.dumps(record) + b"\n"
+
+
+def from_json(raw: bytes) -> DeadLetter:
+    record = orjson.loads(raw)
+    payload = (
+        base64.b64decode(record["payload_b64"]) if "payload_b64" in record
+        else record["payload"].encode("utf-8")
+    )
+    return DeadLetter(
+        topic=record["topic"], payload=payload, reason=record["reason"], detail=record["detail"],
+        received_ns=record["received_ns"], dead_lettered_ns=record["dead_lettered_ns"],
+        line=record.get("line"),
+    )
+
+
+class DeadLetterFile:
+    def __init__(
+        self,
+        path: Path,
+        max_bytes: int,
+        on_error: Callable[[str], None],
+        publish: Callable[[bytes], None] | None = None,
+    ) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self._on_error = on_error
+        self._publish = publish
+        self._file: IO[bytes] | None = None
+        self._size = 0
+        self.written = 0
+
+    def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self.path.open("ab", buffering=64 * 1024)
+        self._size = self._file.tell()
+
+    def write(self, letter: DeadLetter) -> None:
+        data = to_json(letter)
+        try:
+            if self._file is None:
+                self.open()
+            assert self._file is not None
+            if self._size + len(data) > self.max_bytes and self._size > 0:
+                self._rotate()
+            self._file.write(data)
+            self._size += len(data)
+            self.written += 1
+        except OSError as exc:
+            self._on_error(f"{self.path}: {exc.strerror}")
+        if self._publish is not None:
+            self._publish(data)
+
+    def _rotate(self) -> None:
+        assert self._file is not None
+        self._file.close()
+        self.path.replace(self.path.with_name(self.path.name + ".1"))
+        self._file = self.path.open("ab", buffering=64 * 1024)
+        self._size = 0
+
+    def flush(self) -> None:
+        if self._file is not None:
+            try:
+                self._file.flush()
+            except OSError as exc:
+                self._on_error(f"{self.path}: {exc.strerror}")
+
+    async def flush_every(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            self.flush()
+
+    def close(self) -> None:
+        self.flush()
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.close()
+            self._file = None
+
+
+def read_dead_letters(path: Path) -> list[DeadLetter]:
+    letters = []
+    with path.open("rb") as f:
+        for raw in f:
+            if raw.strip():
+                letters.append(from_json(raw))
+    return letters

@@ -1,0 +1,83 @@
+"""pipeline.handle: decode -> transform -> encode, inline and synchronous, per message.
+
+Called straight from the MQTT read path: no task, no queue, no future per message. The only
+place a message can wait is the bounded buffer it lands in.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from ingestd.buffer import MemoryBuffer
+from ingestd.encode import to_line
+from ingestd.errors import DropReason, MessageRejected
+from ingestd.logs import get_logger
+from ingestd.records import DeadLetter, RawMessage
+from ingestd.routes import RouteTable
+from ingestd.telemetry import Telemetry
+from ingestd.transform import FieldTypes, to_points
+
+
+class Pipeline:
+    def __init__(
+        self,
+        routes: RouteTable,
+        buffer: MemoryBuffer,
+        telemetry: Telemetry,
+        dead_letter: Callable[[DeadLetter], None],
+        max_payload_bytes: int,
+    ) -> None:
+        self.routes = routes
+        self.buffer = buffer
+        self.telemetry = telemetry
+        self.dead_letter = dead_letter
+        self.max_payload_bytes = max_payload_bytes
+        self.field_types = FieldTypes()
+
+    def to_lines(self, message: RawMessage) -> list[str] | None:
+        """The lines this message becomes, None if its route ignores it; MessageRejected if bad."""
+        if len(message.payload) > self.max_payload_bytes:
+            raise MessageRejected(
+                DropReason.PAYLOAD_TOO_LARGE,
+                f"{len(message.payload)} bytes > limits.max_payload_bytes = {self.max_payload_bytes}",
+            )
+        matched = self.routes.match(message.topic)
+        if matched is None:
+            raise MessageRejected(DropReason.UNKNOWN_TOPIC, "no route matches this topic")
+        route, segments = matched
+        if route.format == "ignore":
+            return None
+        points = to_points(route, segments, message.payload, message.received_ns, self.field_types)
+        return [to_line(point) for point in points]
+
+    def handle(self, message: RawMessage) -> None:
+        self.telemetry.messages_received += 1
+        try:
+            lines = self.to_lines(message)
+        except MessageRejected as exc:
+            self.reject(message, exc.reason, exc.detail)
+            return
+        except Exception as exc:  # a bug must cost one message, never the service
+            get_logger().exception("pipeline_error", topic=message.topic)
+            self.reject(message, DropReason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
+            return
+        if lines is None:
+            self.telemetry.messages_ignored += 1
+            return
+        self.buffer.put(lines, message)
+
+    def reject(self, message: RawMessage, reason: str, detail: str, line: str | None = None) -> None:
+        """Count, log (rate-limited) and dead-letter one message, or one line of it."""
+        self.telemetry.message_dropped(reason, message, detail)
+        self.dead_letter(
+            DeadLetter(
+                topic=message.topic,
+                payload=message.payload,
+                reason=reason,
+                detail=detail,
+                received_ns=message.received_ns,
+                dead_lettered_ns=time.time_ns(),
+                line=line,
+            )
+        )

@@ -1,0 +1,40 @@
+"""Frozen slotted records that travel the hot path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+FieldValue = float | int | bool | str
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """One MQTT message as the broker handed it to us."""
+
+    topic: str
+    payload: bytes
+    received_ns: int
+    retain: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One InfluxDB point. Tags and fields are tuples of (key, value) so the record stays hashable."""
+
+    measurement: str
+    tags: tuple[tuple[str, str], ...]
+    fields: tuple[tuple[str, FieldValue], ...]
+    time_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message (or the line it became) that was not written, and why."""
+
+    topic: str
+    payload: bytes
+    reason: str
+    detail: str
+    received_ns: int
+    dead_lettered_ns: int
+    line: str | None = None

@@ -1,0 +1,204 @@
+"""Topic templates and compiled routes: the input contract, resolved once at startup.
+
+A template is a topic with named levels: `sensors/{device}/{measurement}`. Named levels become
+tags, except those the measurement name is built from. `+` matches one level without naming it,
+a final `#` matches the rest. The first route that matches a topic wins.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import TypeAdapter
+
+from ingestd.config import FieldType, RouteSettings, Settings
+from ingestd.decode import ValueEnvelope, envelope_adapter
+from ingestd.errors import ConfigError
+from ingestd.units import Conversion, parse_conversion
+
+_NAMED_LEVEL = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True, slots=True)
+class TopicTemplate:
+    text: str
+    # per level: a literal to compare, or None for a wildcard level
+    literals: tuple[str | None, ...]
+    # per level: the segment name, or None
+    names: tuple[str | None, ...]
+    rest: bool  # ends in '#'
+
+    @classmethod
+    def parse(cls, text: str, key: str) -> TopicTemplate:
+        if not text or text.startswith("$"):
+            raise ConfigError(key, f"invalid topic template {text!r}")
+        levels = text.split("/")
+        literals: list[str | None] = []
+        names: list[str | None] = []
+        for i, level in enumerate(levels):
+            named = _NAMED_LEVEL.match(level)
+            if level == "#":
+                if i != len(levels) - 1:
+                    raise ConfigError(key, "'#' must be the last level")
+                break
+            if named:
+                if named.group(1) in names:
+                    raise ConfigError(key, f"segment {{{named.group(1)}}} appears twice")
+                literals.append(None)
+                names.append(named.group(1))
+            elif level == "+":
+                literals.append(None)
+                names.append(None)
+            elif "{" in level or "}" in level or "+" in level or "#" in level:
+                raise ConfigError(key, f"a level must be a literal, '+', '#' or a whole {{name}}: {level!r}")
+            else:
+                literals.append(level)
+                names.append(None)
+        return cls(text, tuple(literals), tuple(names), levels[-1] == "#")
+
+    def match(self, levels: list[str]) -> dict[str, str] | None:
+        count = len(self.literals)
+        if len(levels) != count and not (self.rest and len(levels) > count):
+            return None
+        segments: dict[str, str] = {}
+        for level, literal, name in zip(levels, self.literals, self.names, strict=False):
+            if literal is not None:
+                if level != literal:
+                    return None
+            elif name is not None:
+                if not level:
+                    return None
+                segments[name] = level
+        return segments
+
+    def covered_by(self, topic_filter: str) -> bool:
+        """Whether subscribing to `topic_filter` delivers every topic this template matches."""
+        filter_levels = topic_filter.split("/")
+        for i, literal in enumerate(self.literals):
+            if i >= len(filter_levels):
+                return False
+            wanted = filter_levels[i]
+            if wanted == "#":
+                return True
+            if wanted == "+":
+                continue
+            if literal is None or literal != wanted:
+                return False
+        if self.rest:
+            return len(filter_levels) > len(self.literals) and filter_levels[len(self.literals)] == "#"
+        return len(filter_levels) == len(self.literals)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    index: int
+    template: TopicTemplate
+    format: str
+    measurement: str  # a str.format template over segment names
+    measurement_is_static: bool
+    tag_segments: tuple[str, ...]
+    static_tags: tuple[tuple[str, str], ...]
+    value_key: str
+    field: str
+    readings: tuple[str, ...] | None
+    tag_keys: tuple[str, ...]
+    skip_keys: frozenset[str]
+    time_key: str | None
+    time_unit: str
+    timezone: tzinfo
+    envelope: TypeAdapter[ValueEnvelope] | None
+    conversions: dict[str, Conversion] = field(default_factory=dict)
+    types: dict[str, FieldType] = field(default_factory=dict)
+
+    def measurement_for(self, segments: dict[str, str]) -> str:
+        if self.measurement_is_static:
+            return self.measurement
+        return self.measurement.format_map(segments)
+
+
+def _compile_route(index: int, route: RouteSettings) -> Route:
+    key = f"routes[{index}]"
+    template = TopicTemplate.parse(route.topic, f"{key}.topic")
+    segment_names = [n for n in template.names if n is not None]
+    if route.measurement is not None:
+        measurement = route.measurement
+    elif "measurement" in segment_names:
+        measurement = "{measurement}"
+    elif route.format == "ignore":
+        measurement = ""
+    else:
+        raise ConfigError(
+            f"{key}.measurement",
+            "set measurement, or name a topic level {measurement}",
+        )
+    used = _PLACEHOLDER.findall(measurement)
+    for name in used:
+        if name not in segment_names:
+            raise ConfigError(f"{key}.measurement", f"{{{name}}} is not a level of {route.topic!r}")
+    try:
+        timezone: tzinfo = ZoneInfo(route.timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"{key}.timezone", f"unknown time zone {route.timezone!r}") from exc
+    conversions = {
+        name: parse_conversion(spec, f"{key}.units.{name}") for name, spec in route.units.items()
+    }
+    for name, wanted in route.types.items():
+        if name in conversions and wanted in ("bool", "string"):
+            raise ConfigError(f"{key}.types.{name}", "a converted field must be float or int")
+    readings = tuple(route.readings.split(".")) if route.readings else None
+    skip = set(route.exclude)
+    if readings is None:
+        # tag and time keys live beside the readings; keep them out of the fields
+        skip.update(route.tag_keys)
+        if route.time_key:
+            skip.add(route.time_key)
+    return Route(
+        index=index,
+        template=template,
+        format=route.format,
+        measurement=measurement,
+        measurement_is_static=not used,
+        tag_segments=tuple(n for n in segment_names if n not in used),
+        static_tags=tuple(sorted(route.tags.items())),
+        value_key=route.value_key,
+        field=route.field,
+        readings=readings,
+        tag_keys=tuple(route.tag_keys),
+        skip_keys=frozenset(skip),
+        time_key=route.time_key,
+        time_unit=route.time_unit,
+        timezone=timezone,
+        envelope=envelope_adapter(route.value_key, route.time_key) if route.format == "value" else None,
+        conversions=conversions,
+        types=dict(route.types),
+    )
+
+
+class RouteTable:
+    """Compiled routes; `match` is on the hot path."""
+
+    def __init__(self, routes: list[Route]) -> None:
+        self.routes = routes
+
+    def match(self, topic: str) -> tuple[Route, dict[str, str]] | None:
+        levels = topic.split("/")
+        for route in self.routes:
+            segments = route.template.match(levels)
+            if segments is not None:
+                return route, segments
+        return None
+
+
+def compile_routes(settings: Settings) -> RouteTable:
+    routes = [_compile_route(i, r) for i, r in enumerate(settings.routes)]
+    for route in routes:
+        if not any(route.template.covered_by(f) for f in settings.mqtt.topics):
+            raise ConfigError(
+                f"routes[{route.index}].topic",
+                f"{route.template.text!r} is not covered by any of mqtt.topics {settings.mqtt.topics}",
+            )
+    return RouteTable(routes)

@@ -1,0 +1,209 @@
+"""Composition root: builds the stages from settings, runs the tasks, shuts down in order.
+
+```
+ MQTT broker                                                          InfluxDB
+     │ sensors/#                                                          ▲
+ ┌───▼────┐ RawMessage  ┌──── pipeline.handle (sync, inline) ────┐        │
+ │ source │────────────▶│ decode ─▶ transform ─▶ encode          │        │
+ └────────┘             └──────────────────────────┬─────────────┘        │
+  task "ingest"                                    │ line protocol        │
+                                        ┌──────────▼──────────┐  ┌────────┴─┐
+                                        │ buffer (bounded)    │─▶│   sink   │
+                                        │ memory              │  └──────────┘
+                                        └─────────────────────┘ task "flush"
+        rejected anywhere ─▶ counted by reason ─▶ dead letters (JSON lines [+ MQTT topic])
+```
+
+Shutdown: stop the source, close buffer intake, drain to the sink until the deadline,
+dead-letter what is left (reason unwritten_at_shutdown), close the sink, one summary line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+
+from prometheus_client import CollectorRegistry
+
+from ingestd.backoff import backoff_delay
+from ingestd.buffer import Batch, MemoryBuffer
+from ingestd.config import Settings
+from ingestd.deadletter import DeadLetterFile
+from ingestd.errors import DropReason, RetryableSinkError
+from ingestd.http import HttpEndpoints
+from ingestd.logs import get_logger
+from ingestd.pipeline import Pipeline
+from ingestd.records import RawMessage
+from ingestd.routes import compile_routes
+from ingestd.sink import InfluxSink
+from ingestd.source import MqttSource
+from ingestd.telemetry import Telemetry
+
+
+class Service:
+    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
+        self.settings = settings
+        self.log = get_logger()
+        self.telemetry = Telemetry(registry, settings.deadletter.log_interval_s)
+        routes = compile_routes(settings)
+        self.buffer = MemoryBuffer(settings.batch.buffer_max_lines)
+        self.telemetry.buffer_gauge = lambda: (self.buffer.fill, self.buffer.max_lines)
+        dl = settings.deadletter
+        self.dead_letters = DeadLetterFile(
+            dl.path,
+            dl.max_bytes,
+            on_error=self.telemetry.deadletter_write_failed,
+            publish=self._publish_dead_letter if dl.mqtt_topic else None,
+        )
+        self.pipeline = Pipeline(
+            routes, self.buffer, self.telemetry, self.dead_letters.write, settings.limits.max_payload_bytes
+        )
+        self.sink = InfluxSink(settings.influx)
+        self.source = MqttSource(
+            settings.mqtt,
+            self.pipeline.handle,
+            lambda: self.buffer.full,
+            self.buffer.wait_for_space,
+            self.telemetry,
+        )
+        self.source.invalid_topic = lambda m: self.pipeline.reject(
+            m, DropReason.INVALID_TOPIC, "topic is not valid UTF-8"
+        )
+        self.http = HttpEndpoints(self.telemetry, self._ready)
+        self._last_write_failed = False
+        self._stopping = asyncio.Event()
+        self.started = asyncio.Event()
+
+    def _publish_dead_letter(self, data: bytes) -> None:
+        topic = self.settings.deadletter.mqtt_topic
+        if topic:
+            self.source.publish_nowait(topic, data.rstrip(b"\n"))
+
+    def _ready(self) -> tuple[bool, str]:
+        if not self.telemetry.mqtt_connected:
+            return False, "mqtt not connected"
+        if self._last_write_failed:
+            return False, "last write to the database failed"
+        return True, "ready"
+
+    # -- the flush task ----------------------------------------------------------------------
+
+    async def _write(self, batch: Batch) -> None:
+        started = time.perf_counter()
+        rejected = await self.sink.write(batch.lines)
+        for rejection in rejected:
+            self.pipeline.reject(
+                batch.origins[rejection.index],
+                DropReason.REJECTED_BY_SINK,
+                rejection.detail,
+                line=batch.lines[rejection.index],
+            )
+        self.telemetry.batch_written(len(batch), len(rejected), time.perf_counter() - started)
+
+    async def flush_forever(self) -> None:
+        """Write batches until intake is closed and the buffer is empty."""
+        b = self.settings.batch
+        attempt = 0
+        while (batch := await self.buffer.next_batch(b.max_lines, b.flush_interval_s)) is not None:
+            try:
+                await self._write(batch)
+            except RetryableSinkError as exc:
+                self.buffer.keep(batch)
+                self._last_write_failed = True
+                delay = backoff_delay(attempt, b.retry_initial_s, b.retry_max_s, exc.retry_after_s)
+                attempt += 1
+                self.telemetry.batch_retried(len(batch), str(exc), delay)
+                await asyncio.sleep(delay)
+                continue
+            except BaseException:
+                self.buffer.keep(batch)
+                raise
+            attempt = 0
+            self._last_write_failed = False
+            self.buffer.accept(batch)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        if self._stopping.is_set():
+            return
+        self.log.info("shutdown_requested")
+        self._stopping.set()
+
+    async def run(self) -> None:
+        s = self.settings
+        self.dead_letters.open()
+        if s.http.enabled:
+            await self.http.start(s.http.host, s.http.port)
+        await self.sink.open()
+        self.log.info(
+            "ingestd_started", mqtt=f"{s.mqtt.host}:{s.mqtt.port}", topics=s.mqtt.topics,
+            influx=s.influx.url, api=s.influx.api, routes=len(s.routes), http_port=self.http.port,
+        )
+        started_at = time.monotonic()
+        ingest = asyncio.create_task(self.source.run(), name="ingest")
+        flush = asyncio.create_task(self.flush_forever(), name="flush")
+        dl_flush = asyncio.create_task(self.dead_letters.flush_every(1.0), name="deadletter-flush")
+        self.started.set()
+        stopping = asyncio.create_task(self._stopping.wait())
+        done, _ = await asyncio.wait({ingest, flush, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not stopping and task.exception() is not None:
+                self.log.error("task_failed", task=task.get_name(), error=repr(task.exception()))
+        # 1. stop the source
+        self.source.stop()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(5):
+                await ingest
+        ingest.cancel()
+        # 2. close intake, 3. drain until the deadline
+        self.buffer.close_intake()
+        try:
+            async with asyncio.timeout(s.shutdown.drain_timeout_s):
+                await flush
+        except (TimeoutError, Exception):
+            flush.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await flush
+        # 4. count and dead-letter what is left
+        left = self.buffer.drain()
+        for line, origin in zip(left.lines, left.origins, strict=True):
+            self.pipeline.reject(origin, DropReason.UNWRITTEN_AT_SHUTDOWN, "drain timeout", line=line)
+        # 5. close the sink and the rest
+        await self.sink.close()
+        dl_flush.cancel()
+        stopping.cancel()
+        self.dead_letters.close()
+        await self.http.stop()
+        t = self.telemetry
+        self.log.info(
+            "ingestd_stopped", uptime_s=round(time.monotonic() - started_at, 1),
+            received=t.messages_received, written=t.points_written, ignored=t.messages_ignored,
+            dropped=t.dropped_total, dropped_by_reason=dict(t.dropped), unwritten=len(left),
+        )
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if self._stopping.is_set():
+            self.log.warning("forced_exit", signal=sig.name)
+            raise SystemExit(130)
+        self.request_stop()
+
+
+def check_message(settings: Settings, topic: str, payload: bytes) -> tuple[list[str] | None, str | None]:
+    """What `ingestd check --topic --payload` prints: the lines, or the drop reason."""
+    from ingestd.errors import MessageRejected
+
+    buffer = MemoryBuffer(settings.batch.buffer_max_lines)
+    pipeline = Pipeline(compile_routes(settings), buffer, Telemetry(), lambda _d: None,
+                        settings.limits.max_payload_bytes)
+    try:
+        return pipeline.to_lines(RawMessage(topic, payload, time.time_ns())), None
+    except MessageRejected as exc:
+        return None, f"{exc.reason}: {exc.detail}"

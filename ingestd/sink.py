@@ -1,0 +1,143 @@
+"""InfluxDB out. Maps HTTP and client errors to retryable / rejected / too large, and isolates the
+lines a database refuses so that one bad line never costs its batch.
+
+Both APIs are plain line-protocol POSTs, so one aiohttp session serves them:
+- v2: `/api/v2/write?org=&bucket=&precision=ns` with `Authorization: Token ...` (InfluxDB 2.x/3.x,
+  1.8+ in compatibility mode, VictoriaMetrics);
+- v1: `/write?db=&rp=&precision=ns` with basic auth (InfluxDB 1.6, as Debian and Raspberry Pi OS
+  ship it).
+"""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass
+
+import aiohttp
+
+from ingestd.config import InfluxSettings
+from ingestd.errors import BatchTooLarge, RejectedBySink, RetryableSinkError
+
+# Above this many lines a 400 is bisected; a single line that still fails is the bad one.
+_RETRYABLE_4XX = {401, 403, 404, 408, 409, 425, 429}
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    index: int
+    detail: str
+
+
+def _retry_after(headers: "aiohttp.typedefs.LooseHeaders") -> float | None:
+    value = dict(headers).get("Retry-After")  # type: ignore[arg-type]
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+class InfluxSink:
+    def __init__(self, settings: InfluxSettings) -> None:
+        self.settings = settings
+        base = settings.url.rstrip("/")
+        headers = {"Content-Type": "text/plain; charset=utf-8"}
+        if settings.api == "v2":
+            self.write_url = f"{base}/api/v2/write"
+            self.params = {"bucket": settings.bucket or "", "precision": "ns"}
+            if settings.org:
+                self.params["org"] = settings.org
+            token = settings.token()
+            if token:
+                headers["Authorization"] = f"Token {token}"
+        else:
+            self.write_url = f"{base}/write"
+            self.params = {"db": settings.database or "", "precision": "ns"}
+            if settings.retention_policy:
+                self.params["rp"] = settings.retention_policy
+            password = settings.password()
+            if settings.username:
+                auth = aiohttp.BasicAuth(settings.username, password or "")
+                headers["Authorization"] = auth.encode()
+        if settings.gzip:
+            headers["Content-Encoding"] = "gzip"
+        self.headers = headers
+        self._session: aiohttp.ClientSession | None = None
+        self.requests = 0
+
+    async def open(self) -> None:
+        if self._session is None:
+            timeout = aiohttp.ClientTimeout(total=self.settings.timeout_s)
+            # a small pool: one flusher writes one batch at a time
+            connector = aiohttp.TCPConnector(limit=4)
+            self._session = aiohttp.ClientSession(timeout=timeout, connector=connector)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def post(self, lines: list[str]) -> None:
+        """One request. Raises RetryableSinkError, RejectedBySink or BatchTooLarge."""
+        await self.open()
+        assert self._session is not None
+        body = "\n".join(lines).encode("utf-8")
+        if self.settings.gzip:
+            body = gzip.compress(body, compresslevel=1)
+        self.requests += 1
+        try:
+            async with self._session.post(
+                self.write_url, params=self.params, data=body, headers=self.headers
+            ) as response:
+                if response.status < 300:
+                    return
+                text = (await response.text(errors="replace"))[:500]
+                status = response.status
+                retry_after = _retry_after(response.headers)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise RetryableSinkError(f"{type(exc).__name__}: {exc}") from exc
+        if status == 413:
+            raise BatchTooLarge(text)
+        if status in (400, 422):
+            raise RejectedBySink(f"HTTP {status}: {text}")
+        if status in _RETRYABLE_4XX or status >= 500:
+            raise RetryableSinkError(f"HTTP {status}: {text}", retry_after)
+        raise RetryableSinkError(f"HTTP {status}: {text}")
+
+    async def write(self, lines: list[str]) -> list[Rejection]:
+        """Write every line the database accepts; return the ones it refuses.
+
+        A 400 means some line is bad. Line protocol writes are idempotent (same series and time,
+        same values), so the batch is bisected and re-sent until each refused line stands alone:
+        k bad lines in n cost about 2k·log2(n) requests, and the good lines all land.
+        """
+        rejected: list[Rejection] = []
+        pending: list[tuple[int, list[str]]] = [(0, lines)]
+        while pending:
+            offset, part = pending.pop()
+            try:
+                await self.post(part)
+            except (RejectedBySink, BatchTooLarge) as exc:
+                if len(part) == 1:
+                    rejected.append(Rejection(offset, str(exc)))
+                    continue
+                half = len(part) // 2
+                pending.append((offset + half, part[half:]))
+                pending.append((offset, part[:half]))
+        rejected.sort(key=lambda r: r.index)
+        return rejected
+
+    async def ping(self) -> str:
+        """Reachability for `ingestd check --connect`: the server's version, or an error."""
+        await self.open()
+        assert self._session is not None
+        url = self.settings.url.rstrip("/") + "/ping"
+        try:
+            async with self._session.get(url) as response:
+                version = response.headers.get("X-Influxdb-Version", "unknown")
+                if response.status >= 300:
+                    raise RetryableSinkError(f"HTTP {response.status} from {url}")
+                return version
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise RetryableSinkError(f"{type(exc).__name__}: {exc}") from exc

@@ -1,0 +1,208 @@
+"""MQTT in, through aiomqtt: connect, subscribe, hand every message inline to the pipeline,
+stop reading while the buffer is full, reconnect with jittered backoff and resubscribe.
+
+Why not `async for message in client.messages`: aiomqtt 2.x puts every message into an asyncio
+queue that is unbounded by default (and silently discards when bounded: "Message queue is full.
+Discarding message."), and its iterator creates a task per message. Here paho's `on_message`
+calls the pipeline directly, and the socket reader that aiomqtt registers is ours, so it can be
+removed while the buffer is full: TCP then pushes back to the broker, and memory stays bounded.
+This subclasses two private hooks of aiomqtt (`_on_socket_open`, `_disconnected`); the version is
+pinned below 2.6 in pyproject.toml for that reason. Manual acks are aiomqtt issue #345.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiomqtt
+import paho.mqtt.client as paho
+from paho.mqtt.properties import Properties
+from paho.mqtt.packettypes import PacketTypes
+
+from ingestd.backoff import backoff_delay
+from ingestd.config import MqttSettings
+from ingestd.records import RawMessage
+from ingestd.telemetry import Telemetry
+
+SESSION_EXPIRY_S = 86_400
+
+
+class _PausableClient(aiomqtt.Client):
+    """aiomqtt.Client whose socket reader can be paused, and whose messages skip the queue."""
+
+    def __init__(self, *args: Any, on_message: Callable[[paho.MQTTMessage], None], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._ingest_on_message = on_message
+        self._client.on_message = lambda _client, _userdata, message: on_message(message)
+        self._reader: tuple[int, Callable[[], None]] | None = None
+        self.paused = False
+
+    def _on_socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        def read() -> None:
+            try:
+                while True:
+                    client.loop_read()
+                    # paho leaves decoded TLS bytes behind (paho.mqtt.python#131)
+                    if self.paused or not (hasattr(client._sock, "pending") and client._sock.pending() > 0):  # noqa: SLF001
+                        break
+            except Exception as exc:  # the connection is broken: let the reconnect loop see it
+                if not self._disconnected.done():
+                    self._disconnected.set_exception(exc)
+
+        def register() -> None:
+            self._reader = (sock.fileno(), read)
+            if not self.paused:
+                self._loop.add_reader(sock.fileno(), read)
+            self._misc_task = self._loop.create_task(self._misc_loop())
+
+        # paho calls this from the executor thread aiomqtt connects on
+        self._loop.call_soon_threadsafe(register)
+
+    def pause_reading(self) -> None:
+        if not self.paused:
+            self.paused = True
+            if self._reader is not None:
+                self._loop.remove_reader(self._reader[0])
+
+    def resume_reading(self) -> None:
+        if self.paused:
+            self.paused = False
+            if self._reader is not None and self._client.socket() is not None:
+                self._loop.add_reader(*self._reader)
+
+    @property
+    def disconnected(self) -> asyncio.Future[None]:
+        return self._disconnected
+
+    def publish_nowait(self, topic: str, payload: bytes) -> None:
+        self._client.publish(topic, payload, qos=0)
+
+
+class MqttSource:
+    def __init__(
+        self,
+        settings: MqttSettings,
+        handle: Callable[[RawMessage], None],
+        buffer_full: Callable[[], bool],
+        wait_for_space: Callable[[], Any],
+        telemetry: Telemetry,
+    ) -> None:
+        self.settings = settings
+        self._handle = handle
+        self._buffer_full = buffer_full
+        self._wait_for_space = wait_for_space
+        self.telemetry = telemetry
+        self._stop = asyncio.Event()
+        self._client: _PausableClient | None = None
+        self._resume_task: asyncio.Task[None] | None = None
+        self.invalid_topic: Callable[[RawMessage], None] | None = None
+
+    def _on_message(self, message: paho.MQTTMessage) -> None:
+        received_ns = time.time_ns()
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:
+            raw = RawMessage(message._topic.decode("utf-8", "replace"), message.payload, received_ns)  # noqa: SLF001
+            if self.invalid_topic is not None:
+                self.invalid_topic(raw)
+            return
+        self._handle(RawMessage(topic, message.payload, received_ns, bool(message.retain)))
+        if self._buffer_full():
+            self._pause()
+
+    def _pause(self) -> None:
+        client = self._client
+        if client is None or client.paused:
+            return
+        client.pause_reading()
+        self.telemetry.reading_paused(True)
+        self._resume_task = asyncio.get_running_loop().create_task(self._resume_when_space(client))
+
+    async def _resume_when_space(self, client: _PausableClient) -> None:
+        await self._wait_for_space()
+        client.resume_reading()
+        self.telemetry.reading_paused(False)
+
+    def _new_client(self) -> _PausableClient:
+        s = self.settings
+        tls = None
+        if s.tls_enabled:
+            tls = aiomqtt.TLSParameters(
+                ca_certs=str(s.ca_file) if s.ca_file else None,
+                certfile=str(s.cert_file) if s.cert_file else None,
+                keyfile=str(s.key_file) if s.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+        v5 = s.protocol == "5"
+        kwargs: dict[str, Any] = {}
+        if v5:
+            kwargs["clean_start"] = s.clean_session
+            if not s.clean_session:
+                props = Properties(PacketTypes.CONNECT)
+                props.SessionExpiryInterval = SESSION_EXPIRY_S
+                kwargs["properties"] = props
+        else:
+            kwargs["clean_session"] = s.clean_session
+        return _PausableClient(
+            hostname=s.host,
+            port=s.port,
+            username=s.username,
+            password=s.password(),
+            identifier=s.client_id,
+            keepalive=s.keepalive_s,
+            tls_params=tls,
+            protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+            on_message=self._on_message,
+            **kwargs,
+        )
+
+    async def run(self) -> None:
+        """Connect, subscribe and keep reading until `stop()`; reconnect on any failure."""
+        attempt = 0
+        s = self.settings
+        while not self._stop.is_set():
+            client = self._new_client()
+            try:
+                async with client:
+                    self._client = client
+                    await client.subscribe([(topic, s.qos) for topic in s.topics])
+                    self.telemetry.mqtt_up(s.host, s.port, s.topics)
+                    attempt = 0
+                    if self._buffer_full():
+                        self._pause()
+                    stop = asyncio.ensure_future(self._stop.wait())
+                    try:
+                        await asyncio.wait({stop, client.disconnected}, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        stop.cancel()
+                    if self._stop.is_set():
+                        return
+                    error = client.disconnected.exception()
+                    raise aiomqtt.MqttError(str(error) or "connection lost")
+            except (aiomqtt.MqttError, OSError, socket.gaierror) as exc:
+                delay = backoff_delay(attempt, s.reconnect_min_s, s.reconnect_max_s)
+                attempt += 1
+                self.telemetry.mqtt_down(str(exc) or type(exc).__name__, delay)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._stop.wait()
+            finally:
+                self._client = None
+                if self._resume_task is not None:
+                    self._resume_task.cancel()
+                    self._resume_task = None
+                self.telemetry.mqtt_connected = False
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def publish_nowait(self, topic: str, payload: bytes) -> None:
+        """Best effort, QoS 0 (dead-letter notifications); dropped while disconnected."""
+        if self._client is not None:
+            self._client.publish_nowait(topic, payload)

@@ -1,0 +1,148 @@
+"""Every observable event is one method here: a counter (and, where useful, a log line).
+
+The hot path only bumps plain ints; prometheus_client reads them at scrape time through a
+collector, so a message costs no lock and no label lookup. Labels come from bounded enums only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from ingestd.errors import DropReason
+from ingestd.logs import get_logger
+
+if TYPE_CHECKING:
+    from ingestd.records import RawMessage
+
+BATCH_OUTCOMES = ("written", "partial", "retried", "rejected")
+
+
+class Telemetry:
+    def __init__(self, registry: CollectorRegistry | None = None, log_interval_s: float = 10.0) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.log = get_logger()
+        self.messages_received = 0
+        self.messages_ignored = 0
+        self.points_written = 0
+        self.dropped: Counter[str] = Counter()
+        self.batches: Counter[str] = Counter()
+        self.mqtt_connected = False
+        self.mqtt_reading_paused = False
+        # (lines held, capacity), read at scrape time; the service points it at the buffer
+        self.buffer_gauge: Callable[[], tuple[int, int]] = lambda: (0, 1)
+        self.deadletter_write_errors = 0
+        self._log_interval_s = log_interval_s
+        self._last_drop_log: dict[str, float] = {}
+        self._suppressed: Counter[str] = Counter()
+        self.write_seconds = Histogram(
+            "ingestd_write_duration_seconds",
+            "Time to write one batch to the database, including retries of its parts",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        self.registry.register(_Counters(self))
+
+    # -- per message -------------------------------------------------------------------------
+
+    def message_dropped(self, reason: str, message: RawMessage, detail: str) -> None:
+        self.dropped[reason] += 1
+        now = time.monotonic()
+        last = self._last_drop_log.get(reason)
+        if last is not None and now - last < self._log_interval_s:
+            self._suppressed[reason] += 1
+            return
+        self._last_drop_log[reason] = now
+        suppressed = self._suppressed.pop(reason, 0)
+        self.log.warning(
+            "message_dropped", reason=reason, topic=message.topic, detail=detail[:300],
+            suppressed_since_last=suppressed,
+        )
+
+    # -- per batch ---------------------------------------------------------------------------
+
+    def batch_written(self, lines: int, rejected: int, seconds: float) -> None:
+        self.points_written += lines - rejected
+        self.batches["partial" if rejected else "written"] += 1
+        self.write_seconds.observe(seconds)
+        self.log.debug("batch_written", lines=lines, rejected=rejected, seconds=round(seconds, 4))
+
+    def batch_retried(self, lines: int, error: str, delay_s: float) -> None:
+        self.batches["retried"] += 1
+        self.log.warning("batch_retry", lines=lines, error=error[:300], retry_in_s=round(delay_s, 2))
+
+    # -- connection and lifecycle ------------------------------------------------------------
+
+    def mqtt_up(self, host: str, port: int, topics: list[str]) -> None:
+        self.mqtt_connected = True
+        self.log.info("mqtt_connected", host=host, port=port, topics=topics)
+
+    def mqtt_down(self, error: str, retry_in_s: float) -> None:
+        was = self.mqtt_connected
+        self.mqtt_connected = False
+        self.log.warning("mqtt_disconnected" if was else "mqtt_connect_failed",
+                         error=error[:300], retry_in_s=round(retry_in_s, 2))
+
+    def reading_paused(self, paused: bool) -> None:
+        self.mqtt_reading_paused = paused
+        self.log.debug("mqtt_reading_paused" if paused else "mqtt_reading_resumed")
+
+    def deadletter_write_failed(self, error: str) -> None:
+        self.deadletter_write_errors += 1
+        self.log.error("deadletter_write_failed", error=error)
+
+    @property
+    def dropped_total(self) -> int:
+        return sum(self.dropped.values())
+
+
+class _Counters(Collector):
+    def __init__(self, telemetry: Telemetry) -> None:
+        self.t = telemetry
+
+    def collect(self) -> Iterator[Metric]:
+        t = self.t
+        yield CounterMetricFamily(
+            "ingestd_messages_received", "MQTT messages received", value=t.messages_received
+        )
+        yield CounterMetricFamily(
+            "ingestd_messages_ignored", "Messages on routes with format = 'ignore'",
+            value=t.messages_ignored,
+        )
+        yield CounterMetricFamily(
+            "ingestd_points_written", "Points confirmed written by the database", value=t.points_written
+        )
+        dropped = CounterMetricFamily(
+            "ingestd_messages_dropped", "Messages (or lines) dead-lettered, by reason", labels=["reason"]
+        )
+        for reason in DropReason:
+            dropped.add_metric([reason.value], t.dropped.get(reason.value, 0))
+        yield dropped
+        batches = CounterMetricFamily(
+            "ingestd_write_batches", "Write batches by outcome", labels=["outcome"]
+        )
+        for outcome in BATCH_OUTCOMES:
+            batches.add_metric([outcome], t.batches.get(outcome, 0))
+        yield batches
+        yield CounterMetricFamily(
+            "ingestd_deadletter_write_errors", "Dead letters that could not be stored",
+            value=t.deadletter_write_errors,
+        )
+        fill, capacity = t.buffer_gauge()
+        yield GaugeMetricFamily("ingestd_buffer_lines", "Lines held in the buffer", value=fill)
+        yield GaugeMetricFamily(
+            "ingestd_buffer_capacity_lines", "Buffer capacity in lines", value=capacity
+        )
+        yield GaugeMetricFamily(
+            "ingestd_mqtt_connected", "1 while connected to the broker", value=int(t.mqtt_connected)
+        )
+        yield GaugeMetricFamily(
+            "ingestd_mqtt_reading_paused", "1 while reading is paused by a full buffer",
+            value=int(t.mqtt_reading_paused),
+        )

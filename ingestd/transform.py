@@ -1,0 +1,230 @@
+"""A routed payload becomes points: readings found, typed, unit-converted and time-stamped.
+
+Pure: no I/O, no telemetry. Returns points or raises MessageRejected with a bounded reason.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ingestd.decode import parse_bare, parse_json, validate_envelope
+from ingestd.errors import DropReason, MessageRejected
+from ingestd.records import FieldValue, Point
+from ingestd.routes import Route
+from ingestd.timestamps import to_ns
+
+MAX_DEPTH = 8
+MAX_FIELDS = 1000
+MAX_REMEMBERED_FIELDS = 100_000
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_TRUE = frozenset({"true", "on", "yes", "1", "open"})
+_FALSE = frozenset({"false", "off", "no", "0", "closed"})
+
+
+def _conflict(key: str, value: object, wanted: str) -> MessageRejected:
+    return MessageRejected(
+        DropReason.FIELD_TYPE_CONFLICT, f"field {key!r}: {value!r} is not a valid {wanted}"
+    )
+
+
+def coerce(key: str, value: FieldValue, wanted: str) -> FieldValue:
+    """`value` as type `wanted`, losslessly, or MessageRejected(field_type_conflict)."""
+    if wanted == "float":
+        if isinstance(value, bool):
+            raise _conflict(key, value, wanted)
+        if isinstance(value, float):
+            return value
+        if isinstance(value, int):
+            as_float = float(value)
+            if math.isinf(as_float):
+                raise MessageRejected(DropReason.INVALID_VALUE, f"field {key!r}: {value} overflows")
+            return as_float
+        try:
+            parsed = float(value)
+        except ValueError:
+            raise _conflict(key, value, wanted) from None
+        if not math.isfinite(parsed):
+            raise MessageRejected(DropReason.INVALID_VALUE, f"field {key!r}: {value!r} is not finite")
+        return parsed
+    if wanted == "int":
+        if isinstance(value, bool):
+            raise _conflict(key, value, wanted)
+        if isinstance(value, str):
+            try:
+                value = float(value) if any(c in value for c in ".eE") else int(value)
+            except ValueError:
+                raise _conflict(key, value, wanted) from None
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise _conflict(key, value, wanted)
+            value = int(value)
+        if not _INT64_MIN <= value <= _INT64_MAX:
+            raise MessageRejected(DropReason.INVALID_VALUE, f"field {key!r}: {value} overflows int64")
+        return value
+    if wanted == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int | float) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str):
+            lowered = value.strip().lower()
+            if lowered in _TRUE:
+                return True
+            if lowered in _FALSE:
+                return False
+        raise _conflict(key, value, wanted)
+    # string
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value if isinstance(value, str) else repr(value)
+
+
+def natural_type(value: FieldValue) -> str:
+    """The type a field gets at its first sighting. Numbers are floats unless configured `int`:
+    that way a device that sends 21 and later 21.5 never hits InfluxDB's field type conflict."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "float"
+    return "string"
+
+
+class FieldTypes:
+    """One InfluxDB type per (measurement, field) for the life of the process."""
+
+    def __init__(self, max_remembered: int = MAX_REMEMBERED_FIELDS) -> None:
+        self._types: dict[tuple[str, str], str] = {}
+        self._max = max_remembered
+
+    def type_for(self, measurement: str, key: str, value: FieldValue, configured: str | None) -> str:
+        if configured is not None:
+            return configured
+        ident = (measurement, key)
+        known = self._types.get(ident)
+        if known is None:
+            known = natural_type(value)
+            if len(self._types) < self._max:
+                self._types[ident] = known
+        return known
+
+    def __len__(self) -> int:
+        return len(self._types)
+
+
+def _get_path(data: dict[str, Any], path: str | tuple[str, ...]) -> Any:
+    """A key, or a dotted path; an exact key wins, so `"PM2.5"` still works."""
+    if isinstance(path, str):
+        if path in data:
+            return data[path]
+        path = tuple(path.split("."))
+    node: Any = data
+    for part in path:
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _flatten(node: Any, prefix: str, out: list[tuple[str, Any]], depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise MessageRejected(DropReason.SCHEMA_MISMATCH, f"nesting deeper than {MAX_DEPTH} at {prefix!r}")
+    items = node.items() if isinstance(node, dict) else enumerate(node)
+    for key, value in items:
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict | list):
+            _flatten(value, name, out, depth + 1)
+        else:
+            out.append((name, value))
+            if len(out) > MAX_FIELDS:
+                raise MessageRejected(DropReason.SCHEMA_MISMATCH, f"more than {MAX_FIELDS} readings")
+
+
+def _field(route: Route, types: FieldTypes, measurement: str, key: str, raw: Any) -> FieldValue:
+    if key == "time":
+        raise MessageRejected(
+            DropReason.SCHEMA_MISMATCH, "field key 'time' is reserved by InfluxDB; set time_key or exclude it"
+        )
+    if isinstance(raw, float) and not math.isfinite(raw):
+        raise MessageRejected(DropReason.INVALID_VALUE, f"field {key!r} is not finite")
+    conversion = route.conversions.get(key)
+    value: FieldValue = raw
+    if conversion is not None:
+        number = coerce(key, raw, "float")
+        assert isinstance(number, float)
+        value = conversion.apply(number)
+    return coerce(key, value, types.type_for(measurement, key, value, route.types.get(key)))
+
+
+def _tags(route: Route, segments: dict[str, str]) -> list[tuple[str, str]]:
+    tags = list(route.static_tags)
+    tags.extend((name, segments[name]) for name in route.tag_segments)
+    return tags
+
+
+def _measurement(route: Route, segments: dict[str, str]) -> str:
+    measurement = route.measurement_for(segments)
+    if not measurement or measurement.startswith("#"):
+        raise MessageRejected(DropReason.SCHEMA_MISMATCH, f"invalid measurement name {measurement!r}")
+    return measurement
+
+
+def _time(route: Route, value: Any, received_ns: int) -> int:
+    if value is None:
+        return received_ns
+    return to_ns(value, route.time_unit, route.timezone)
+
+
+def value_points(
+    route: Route, segments: dict[str, str], payload: bytes, received_ns: int, types: FieldTypes
+) -> list[Point]:
+    data = parse_bare(payload)
+    stamp: Any = None
+    if isinstance(data, dict):
+        assert route.envelope is not None
+        envelope = validate_envelope(route.envelope, data)
+        data, stamp = envelope.value, envelope.ts
+    elif data is None or isinstance(data, list):
+        raise MessageRejected(DropReason.SCHEMA_MISMATCH, f"expected a value or an object, got {type(data).__name__}")
+    if isinstance(data, str) and data.strip().lower() in ("nan", "none", "null", "inf", "-inf", "infinity"):
+        raise MessageRejected(DropReason.INVALID_VALUE, f"no reading: {data!r}")
+    measurement = _measurement(route, segments)
+    value = _field(route, types, measurement, route.field, data)
+    return [Point(measurement, tuple(_tags(route, segments)), ((route.field, value),), _time(route, stamp, received_ns))]
+
+
+def object_points(
+    route: Route, segments: dict[str, str], payload: bytes, received_ns: int, types: FieldTypes
+) -> list[Point]:
+    data = parse_json(payload)
+    if not isinstance(data, dict):
+        raise MessageRejected(DropReason.SCHEMA_MISMATCH, f"expected a JSON object, got {type(data).__name__}")
+    readings = data if route.readings is None else _get_path(data, route.readings)
+    if not isinstance(readings, dict):
+        where = ".".join(route.readings or ())
+        raise MessageRejected(DropReason.SCHEMA_MISMATCH, f"no object at {where!r}")
+    measurement = _measurement(route, segments)
+    tags = _tags(route, segments)
+    for key in route.tag_keys:
+        tag = _get_path(data, key)
+        if tag is not None and not isinstance(tag, dict | list):
+            tags.append((key, coerce(key, tag, "string")))  # type: ignore[arg-type]
+    stamp = _get_path(data, route.time_key) if route.time_key else None
+    flat: list[tuple[str, Any]] = []
+    _flatten(readings, "", flat, 1)
+    fields = tuple(
+        (key, _field(route, types, measurement, key, raw))
+        for key, raw in flat
+        if raw is not None and key not in route.skip_keys
+    )
+    if not fields:
+        raise MessageRejected(DropReason.NO_FIELDS, "the object holds no readings")
+    return [Point(measurement, tuple(tags), fields, _time(route, stamp, received_ns))]
+
+
+def to_points(
+    route: Route, segments: dict[str, str], payload: bytes, received_ns: int, types: FieldTypes
+) -> list[Point]:
+    if route.format == "value":
+        return value_points(route, segments, payload, received_ns, types)
+    return object_points(route, segments, payload, received_ns, types)
