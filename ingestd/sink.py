@@ -10,6 +10,7 @@ Both APIs are plain line-protocol POSTs, so one aiohttp session serves them:
 
 from __future__ import annotations
 
+import base64
 import gzip
 from dataclasses import dataclass
 
@@ -58,8 +59,8 @@ class InfluxSink:
                 self.params["rp"] = settings.retention_policy
             password = settings.password()
             if settings.username:
-                auth = aiohttp.BasicAuth(settings.username, password or "")
-                headers["Authorization"] = auth.encode()
+                credentials = f"{settings.username}:{password or ''}".encode()
+                headers["Authorization"] = "Basic " + base64.b64encode(credentials).decode("ascii")
         if settings.gzip:
             headers["Content-Encoding"] = "gzip"
         self.headers = headers

@@ -47,8 +47,9 @@ def parse_conversion(spec: str, key: str) -> Conversion:
     except pint.UndefinedUnitError as exc:
         raise ConfigError(key, f"unknown unit in {spec!r}: {exc}") from exc
     except pint.DimensionalityError as exc:
-        raise ConfigError(key, f"cannot convert {source} to {target}: {exc}") from exc
-    except (pint.errors.PintError, ValueError, TypeError, AttributeError) as exc:
+        # not f"{exc}": pint cannot format its own message with Fraction magnitudes
+        raise ConfigError(key, f"cannot convert {source} to {target}: different dimensions") from exc
+    except (pint.errors.PintError, ValueError, TypeError, AttributeError, AssertionError) as exc:
         raise ConfigError(key, f"cannot parse {spec!r}: {exc}") from exc
     scale = one - zero
     if scale == 0:

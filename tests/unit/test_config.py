@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ingestd.cli import EXIT_CONFIG, run_cli
+from ingestd.config import load_settings, parse_settings
+from ingestd.errors import ConfigError
+from ingestd.routes import compile_routes
+
+V1 = {"influx": {"api": "v1", "database": "db"}}
+
+
+def error_key(data: dict[str, object]) -> str:
+    with pytest.raises(ConfigError) as info:
+        compile_routes(parse_settings(data))
+    return info.value.key
+
+
+def test_the_issue_example_config_loads(tmp_path: Path) -> None:
+    path = tmp_path / "ingest.toml"
+    path.write_text(
+        '[mqtt]\nhost = "127.0.0.1"\nport = 1883\ntopics = ["sensors/#"]\nqos = 1\nclient_id = "ingestd"\n'
+        '[influx]\nurl = "http://127.0.0.1:8086"\napi = "v2"\norg = "p4n4"\nbucket = "sensors"\n'
+        'token_env = "INFLUXDB_TOKEN"\n[batch]\nmax_lines = 5000\nflush_interval_s = 1.0\n'
+        '[[routes]]\ntopic = "sensors/{device}/{measurement}"\nformat = "value"\n'
+    )
+    settings = load_settings(path)
+    assert settings.influx.bucket == "sensors"
+    assert compile_routes(settings).match("sensors/d/t") is not None
+
+
+def test_no_routes_means_the_p4n4_convention() -> None:
+    route, segments = compile_routes(parse_settings(V1)).match("sensors/dev-1/humidity")  # type: ignore[misc]
+    assert route.format == "value" and segments == {"device": "dev-1", "measurement": "humidity"}
+
+
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [
+        ({**V1, "mqtt": {"hots": "x"}}, "mqtt.hots"),
+        ({**V1, "mqtt": {"qos": 3}}, "mqtt.qos"),
+        ({"influx": {"api": "v2"}}, "influx"),
+        ({**V1, "routes": [{"topic": "sensors/{d}/x", "format": "value"}]}, "routes[0].measurement"),
+        ({**V1, "routes": [{"topic": "sensors/{d}/{measurement}", "units": {"v": "degF -> V"}}]},
+         "routes[0].units.v"),
+        ({**V1, "routes": [{"topic": "sensors/{d}/{measurement}", "types": {"v": "double"}}]},
+         "routes[0].types.v"),
+        ({**V1, "routes": [{"topic": "other/{measurement}"}]}, "routes[0].topic"),
+        ({**V1, "routes": [{"topic": "sensors/{measurement}", "timezone": "Mars/Base"}]},
+         "routes[0].timezone"),
+        ({**V1, "batch": {"max_lines": 10, "buffer_max_lines": 5}}, "batch"),
+    ],
+)
+def test_every_config_error_names_its_key(data: dict[str, object], key: str) -> None:
+    assert error_key(data) == key
+
+
+def test_bad_config_exits_2_with_one_line_naming_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "ingest.toml"
+    path.write_text('[influx]\napi = "v1"\ndatabase = "x"\n[mqtt]\nport = "abc"\n')
+    assert run_cli(["--config", str(path)]) == EXIT_CONFIG
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "mqtt.port" in err
+
+
+def test_secrets_come_from_env_and_a_missing_one_is_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = parse_settings({"influx": {"bucket": "b", "token_env": "TEST_INGESTD_TOKEN"}})
+    monkeypatch.delenv("TEST_INGESTD_TOKEN", raising=False)
+    with pytest.raises(ConfigError) as info:
+        settings.influx.token()
+    assert info.value.key == "influx.token_env"
+    monkeypatch.setenv("TEST_INGESTD_TOKEN", "s3cret")
+    assert settings.influx.token() == "s3cret"
+    secret_file = tmp_path / "pw"
+    secret_file.write_text("from-file\n")
+    assert parse_settings({**V1, "mqtt": {"password_file": str(secret_file)}}).mqtt.password() == "from-file"
+
+
+def test_secrets_cannot_be_written_in_the_toml() -> None:
+    assert error_key({**V1, "mqtt": {"password": "x"}}) == "mqtt.password"
+    assert error_key({"influx": {"bucket": "b", "token": "x"}}) == "influx.token"

@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+
+import pytest
+
+from ingestd.config import InfluxSettings, parse_settings
+from ingestd.errors import RetryableSinkError
+from ingestd.records import RawMessage
+from ingestd.service import Service
+from ingestd.sink import InfluxSink
+
+from .fakedb import fake_database
+
+
+def v1(url: str) -> InfluxSettings:
+    return InfluxSettings(url=url, api="v1", database="db", username="u", password_env="TEST_PW")  # type: ignore[call-arg]
+
+
+async def test_a_400_costs_only_the_bad_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_PW", "pw")
+    async with fake_database() as db:
+        sink = InfluxSink(v1(db.url))
+        lines = [f"m v={i} {i}" for i in range(100)]
+        lines[17] = "m BAD=1 17"
+        lines[80] = "m BAD=1 80"
+        rejected = await sink.write(lines)
+        await sink.close()
+    assert [r.index for r in rejected] == [17, 80]
+    assert sorted(db.stored, key=lambda line: int(line.split()[-1])) == [
+        line for i, line in enumerate(lines) if i not in (17, 80)
+    ]
+    assert sink.requests <= 2 * 2 * 7 + 1  # about 2k*log2(n)
+
+
+async def test_v1_sends_basic_auth_and_v2_sends_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_PW", "pw")
+    monkeypatch.setenv("TEST_TOKEN", "tok")
+    async with fake_database() as db:
+        sink1 = InfluxSink(v1(db.url))
+        await sink1.write(["m v=1 1"])
+        sink2 = InfluxSink(InfluxSettings(url=db.url, api="v2", org="o", bucket="b", token_env="TEST_TOKEN"))  # type: ignore[call-arg]
+        await sink2.write(["m v=1 1"])
+        await sink1.close()
+        await sink2.close()
+        first, second = db.requests
+        assert first.path == "/write" and first.query["db"] == "db" and first.query["precision"] == "ns"
+        assert first.headers["Authorization"] == "Basic " + base64.b64encode(b"u:pw").decode()
+        assert second.path == "/api/v2/write" and second.query["bucket"] == "b" and second.query["org"] == "o"
+        assert second.headers["Authorization"] == "Token tok"
+
+
+@pytest.mark.parametrize("status", [429, 500, 503, 401, 404])
+async def test_retryable_statuses_raise_retryable_with_retry_after(status: int) -> None:
+    async with fake_database() as db:
+        db.script = [(status, {"Retry-After": "7"})]
+        sink = InfluxSink(InfluxSettings(url=db.url, api="v2", bucket="b"))  # type: ignore[call-arg]
+        with pytest.raises(RetryableSinkError) as info:
+            await sink.write(["m v=1 1"])
+        await sink.close()
+    assert info.value.retry_after_s == 7.0
+
+
+async def test_a_413_splits_the_batch() -> None:
+    async with fake_database() as db:
+        db.script = [(413, {})]
+        sink = InfluxSink(InfluxSettings(url=db.url, api="v2", bucket="b"))  # type: ignore[call-arg]
+        assert await sink.write(["m v=1 1", "m v=2 2"]) == []
+        await sink.close()
+    assert db.stored == ["m v=1 1", "m v=2 2"]
+
+
+async def test_unreachable_database_is_retryable() -> None:
+    sink = InfluxSink(InfluxSettings(url="http://127.0.0.1:9", api="v2", bucket="b", timeout_s=2))  # type: ignore[call-arg]
+    with pytest.raises(RetryableSinkError):
+        await sink.write(["m v=1 1"])
+    await sink.close()
+
+
+async def test_flusher_keeps_the_batch_through_503s_and_dead_letters_only_rejected_lines(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    async with fake_database() as db:
+        db.script = [(503, {"Retry-After": "0"}), (429, {})]
+        settings = parse_settings({
+            "influx": {"url": db.url, "api": "v2", "bucket": "b"},
+            "batch": {"max_lines": 50, "flush_interval_s": 0.05, "retry_initial_s": 0.01, "retry_max_s": 0.05},
+            "deadletter": {"path": str(tmp_path / "dl.jsonl")},
+            "mqtt": {"topics": ["#"]},
+            "routes": [{"topic": "s/{device}/{measurement}"}],
+        })
+        service = Service(settings)
+        for i in range(20):
+            measurement = "BAD" if i == 5 else "t"
+            service.pipeline.handle(RawMessage(f"s/d{i}/{measurement}", f'{{"v": {i}, "ts": {i + 1}}}'.encode(), 1))
+        flush = asyncio.create_task(service.flush_forever())
+        deadline = time.monotonic() + 5
+        while len(db.stored) < 19 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        service.buffer.close_intake()
+        await asyncio.wait_for(flush, 5)
+        await service.sink.close()
+        service.dead_letters.close()
+    assert len(db.stored) == 19
+    assert service.telemetry.batches["retried"] == 2
+    assert service.telemetry.dropped == {"rejected_by_sink": 1}
+    letters = (tmp_path / "dl.jsonl").read_text().splitlines()
+    assert len(letters) == 1 and '"topic":"s/d5/BAD"' in letters[0] and '"line":"BAD,device=d5' in letters[0]

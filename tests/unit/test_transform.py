@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ingestd.buffer import MemoryBuffer
+from ingestd.config import parse_settings
+from ingestd.errors import MessageRejected
+from ingestd.pipeline import Pipeline
+from ingestd.records import DeadLetter, RawMessage
+from ingestd.routes import compile_routes
+from ingestd.telemetry import Telemetry
+from ingestd.transform import FieldTypes, coerce
+
+SETTINGS = parse_settings({
+    "mqtt": {"topics": ["#"]},
+    "influx": {"api": "v1", "database": "db"},
+    "routes": [
+        {"topic": "sensors/{device}/{measurement}"},
+        {"topic": "obj/{device}", "format": "object", "measurement": "obj",
+         "types": {"battery": "float", "count": "int", "relay": "bool"}},
+    ],
+})
+
+
+def make_pipeline() -> tuple[Pipeline, MemoryBuffer, list[DeadLetter]]:
+    letters: list[DeadLetter] = []
+    buffer = MemoryBuffer(10_000)
+    pipeline = Pipeline(compile_routes(SETTINGS), buffer, Telemetry(), letters.append, 4096)
+    return pipeline, buffer, letters
+
+
+def lines_for(pipeline: Pipeline, topic: str, payload: bytes) -> list[str] | None:
+    return pipeline.to_lines(RawMessage(topic, payload, 1))
+
+
+def test_a_field_keeps_float_type_when_a_device_sends_ints_after_floats() -> None:
+    pipeline, _, _ = make_pipeline()
+    assert lines_for(pipeline, "sensors/d/t", b"21.5") == ["t,device=d value=21.5 1"]
+    assert lines_for(pipeline, "sensors/d/t", b"22") == ["t,device=d value=22 1"]  # float 22.0, no 'i'
+
+
+def test_a_field_first_seen_as_bool_rejects_numbers_later() -> None:
+    pipeline, _, _ = make_pipeline()
+    lines_for(pipeline, "sensors/d/door", b"true")
+    with pytest.raises(MessageRejected) as info:
+        lines_for(pipeline, "sensors/d/door", b"3.5")
+    assert info.value.reason == "field_type_conflict"
+
+
+def test_configured_types_coerce_numeric_strings_and_on_off() -> None:
+    pipeline, _, _ = make_pipeline()
+    lines = lines_for(pipeline, "obj/d", b'{"battery": "100.00", "count": 3.0, "relay": "ON"}')
+    assert lines == ["obj,device=d battery=100,count=3i,relay=true 1"]
+    with pytest.raises(MessageRejected):
+        lines_for(pipeline, "obj/d", b'{"count": 3.5}')
+
+
+def test_strings_that_look_like_numbers_stay_strings_unless_configured() -> None:
+    pipeline, _, _ = make_pipeline()
+    assert lines_for(pipeline, "obj/m", b'{"ADCO": "021528603314"}') == ['obj,device=m ADCO="021528603314" 1']
+
+
+def test_nested_objects_and_arrays_flatten_with_dots_and_nulls_are_skipped() -> None:
+    pipeline, _, _ = make_pipeline()
+    lines = lines_for(pipeline, "obj/t", b'{"ENERGY": {"Power": [23.63, 67.17], "Total": 1.5}, "x": null}')
+    assert lines == ["obj,device=t ENERGY.Power.0=23.63,ENERGY.Power.1=67.17,ENERGY.Total=1.5 1"]
+
+
+def test_field_types_memory_is_bounded() -> None:
+    types = FieldTypes(max_remembered=2)
+    for i in range(10):
+        types.type_for("m", f"f{i}", 1.0, None)
+    assert len(types) == 2
+
+
+@pytest.mark.parametrize(("value", "wanted", "expected"), [
+    (1, "float", 1.0), ("2.5", "float", 2.5), (4.0, "int", 4), ("7", "int", 7), ("off", "bool", False),
+    (1, "bool", True), (True, "string", "true"), (2.5, "string", "2.5"),
+])
+def test_coerce_is_lossless(value: object, wanted: str, expected: object) -> None:
+    got = coerce("k", value, wanted)  # type: ignore[arg-type]
+    assert got == expected and type(got) is type(expected)
+
+
+@pytest.mark.parametrize(("value", "wanted"), [(True, "float"), ("abc", "float"), (1.5, "int"),
+                                               (2**64, "int"), ("maybe", "bool"), (2, "bool")])
+def test_coerce_refuses_lossy_conversions(value: object, wanted: str) -> None:
+    with pytest.raises(MessageRejected):
+        coerce("k", value, wanted)  # type: ignore[arg-type]
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4),
+    max_leaves=30,
+)
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow], max_examples=300)
+@given(
+    topic=st.sampled_from(["sensors/d/t", "obj/d", "nowhere", "sensors/\udcff/t"]),
+    payload=st.one_of(
+        st.binary(max_size=200),
+        json_values.map(lambda v: json.dumps(v).encode()),
+        st.sampled_from([b'{"v": 1', b'{"v": 1e999}', b"[" * 500, b'{"v": "\xff"}', b"9" * 400]),
+    ),
+)
+def test_no_input_escapes_the_pipeline(topic: str, payload: bytes) -> None:
+    """Every message is either buffered or dead-lettered with a known reason; nothing raises."""
+    pipeline, buffer, letters = make_pipeline()
+    pipeline.handle(RawMessage(topic, payload, 1))
+    assert buffer.fill + len(letters) >= 1
+    assert all(letter.reason != "internal_error" for letter in letters)
