@@ -1,0 +1,140 @@
+"""A mixed workload shared by tests and by hand: every payload format, a share of bad messages,
+and the exact points (or drop reasons) each message must become.
+
+    python -m ingestd.testing --port 1883 --count 10000 --bad-ratio 0.05
+publishes it at QoS 1 and prints what was sent, per format and per expected drop reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+BASE_S = 1_700_000_000
+
+# The config the workload is written for (see examples/ingest.toml).
+ROUTES: list[dict[str, Any]] = [
+    {"topic": "sensors/{device}/{measurement}", "format": "value"},
+    {"topic": "iot/telemetry/{device}", "format": "object", "measurement": "telemetry",
+     "readings": "data", "tag_keys": ["device_id"], "units": {"temp": "degF -> degC"}},
+    {"topic": "devices/{device_id}/{metric}", "format": "value", "measurement": "{metric}"},
+    {"topic": "{site}/{system}/{device}/data", "format": "object", "measurement": "ruuvi",
+     "units": {"battery_mv": "mV -> V"}},
+]
+TOPICS = ["sensors/#", "iot/telemetry/+", "devices/+/+", "+/+/+/data"]
+
+
+@dataclass
+class Expected:
+    topic: str
+    payload: bytes
+    kind: str
+    measurement: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+    fields: dict[str, float | bool] = field(default_factory=dict)
+    time_ns: int | None = None  # None: the receive time
+    reason: str | None = None  # set for a message that must be dead-lettered
+
+
+def _good(i: int, rng: random.Random) -> Expected:
+    kind = ("value", "value_ms", "bare", "telemetry", "ruuvi")[i % 5]
+    if kind == "value":
+        v = round(rng.uniform(-20, 40), 2)
+        return Expected(f"sensors/dev-{i % 50}/temperature", orjson.dumps({"v": v, "ts": BASE_S + i}),
+                        kind, "temperature", {"device": f"dev-{i % 50}"}, {"value": v}, (BASE_S + i) * 10**9)
+    if kind == "value_ms":
+        v = rng.randint(0, 100)  # an int on the wire, stored as float: one type per field
+        ms = BASE_S * 1000 + i
+        return Expected(f"sensors/dev-{i % 50}/humidity", orjson.dumps({"v": v, "ts": ms}),
+                        kind, "humidity", {"device": f"dev-{i % 50}"}, {"value": float(v)}, ms * 10**6)
+    if kind == "bare":
+        v = round(rng.uniform(0, 1000), 3)
+        return Expected(f"devices/bare-{i}/pressure", str(v).encode(), kind, "pressure",
+                        {"device_id": f"bare-{i}"}, {"value": v}, None)
+    if kind == "telemetry":
+        f = round(rng.uniform(50, 100), 1)
+        mac = f"00:0f:00:70:91:{i % 256:02x}"
+        data = {"temp": f, "humidity": 51.0, "co": 0.0045, "light": bool(i % 2), "motion": False}
+        ts = BASE_S + i + 0.25
+        return Expected(f"iot/telemetry/edge-{i % 20}",
+                        orjson.dumps({"device_id": mac, "ts": ts, "data": data}), kind, "telemetry",
+                        {"device": f"edge-{i % 20}", "device_id": mac},
+                        {"temp": (f - 32) * 5 / 9, "humidity": 51.0, "co": 0.0045,
+                         "light": bool(i % 2), "motion": False},
+                        (BASE_S + i) * 10**9 + 250_000_000)
+    mv = rng.randint(2000, 3100)
+    ms = BASE_S * 1000 + i
+    body = {"temperature_c": 21.5, "humidity_percent": 40.0, "pressure_hpa": 1001.2, "battery_mv": mv, "ts": ms}
+    return Expected(f"paku/ruuvi/tag-{i % 10}/data", orjson.dumps(body), kind, "ruuvi",
+                    {"site": "paku", "system": "ruuvi", "device": f"tag-{i % 10}"},
+                    {"temperature_c": 21.5, "humidity_percent": 40.0, "pressure_hpa": 1001.2,
+                     "battery_mv": mv / 1000}, ms * 10**6)
+
+
+_BAD = [
+    ("sensors/dev-1/temperature", b'{"v": 22.5', "invalid_json"),
+    ("sensors/dev-1/temperature", b'{"value": 22.5}', "schema_mismatch"),
+    ("sensors/dev-1/temperature", b"nan", "invalid_value"),
+    ("sensors/dev-1/temperature", b'{"v": 1, "ts": "soon"}', "invalid_timestamp"),
+    ("sensors/dev-1", b"22.5", "unknown_topic"),
+    ("iot/telemetry/edge-1", b'{"device_id": "x", "data": "not an object"}', "schema_mismatch"),
+    ("iot/telemetry/edge-1", b'{"data": {"temp": "hot"}}', "field_type_conflict"),
+]
+
+
+def workload(count: int, bad_ratio: float = 0.05, seed: int = 1) -> list[Expected]:
+    rng = random.Random(seed)
+    bad_every = round(1 / bad_ratio) if bad_ratio > 0 else 0
+    out = []
+    for i in range(count):
+        if bad_every and i % bad_every == bad_every - 1:
+            topic, payload, reason = _BAD[(i // bad_every) % len(_BAD)]
+            out.append(Expected(topic, payload, "bad", reason=reason))
+        else:
+            out.append(_good(i, rng))
+    return out
+
+
+def publish(messages: list[Expected], host: str, port: int, qos: int = 1, timeout_s: float = 120) -> None:
+    """Publish in order and wait until the broker acknowledged every message (QoS 1)."""
+    import paho.mqtt.client as paho
+
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"ingestd-workload-{random.random()}")
+    client.max_inflight_messages_set(200)
+    client.max_queued_messages_set(0)
+    client.connect(host, port)
+    client.loop_start()
+    try:
+        infos = [client.publish(m.topic, m.payload, qos=qos) for m in messages]
+        for info in infos:
+            info.wait_for_publish(timeout=timeout_s)
+            if not info.is_published():
+                raise TimeoutError("the broker did not acknowledge every message")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m ingestd.testing", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=1883)
+    parser.add_argument("--count", type=int, default=10_000)
+    parser.add_argument("--bad-ratio", type=float, default=0.05)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    messages = workload(args.count, args.bad_ratio, args.seed)
+    publish(messages, args.host, args.port)
+    kinds = Counter(m.kind for m in messages)
+    reasons = Counter(m.reason for m in messages if m.reason)
+    print(f"published {len(messages)} messages at QoS 1: {dict(kinds)}")
+    print(f"expected dead letters by reason: {dict(reasons)}")
+
+
+if __name__ == "__main__":
+    main()

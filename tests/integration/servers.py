@@ -1,0 +1,228 @@
+"""Real servers for tests, on free loopback ports, stopped afterwards.
+
+Where a Docker engine answers, testcontainers runs eclipse-mosquitto 2 and influxdb 2.7 so the v2
+path is tested against InfluxDB 2 itself. Without one (as in CI here), Debian's binaries run:
+`mosquitto`, `influxd` 1.6 (v1 /write and /query) and `victoria-metrics` (/api/v2/write line
+protocol; started with -retentionPeriod=100y or it silently drops old timestamps).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(check: Any, timeout_s: float, what: str, interval_s: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            if check():
+                return
+        time.sleep(interval_s)
+    raise TimeoutError(f"{what} not ready after {timeout_s}s")
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def http(method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback only
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def docker_available() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@dataclass
+class Process:
+    """A server process we started; stopped by its PID only."""
+
+    argv: list[str]
+    workdir: Path
+    port: int
+    name: str
+    proc: subprocess.Popen[bytes] | None = None
+    log: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log = self.workdir / f"{self.name}.log"
+
+    def start(self, timeout_s: float = 30) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, cwd=self.workdir)
+        try:
+            wait_until(lambda: self.proc.poll() is None and port_open(self.port), timeout_s, self.name)  # type: ignore[union-attr]
+        except TimeoutError:
+            self.stop()
+            raise RuntimeError(f"{self.name} did not start:\n{self.log.read_text()[-2000:]}") from None
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self.proc = None
+
+
+class Mosquitto(Process):
+    def __init__(self, workdir: Path) -> None:
+        port = free_port()
+        conf = workdir / "mosquitto.conf"
+        conf.write_text(
+            f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            # a slow subscriber must not lose QoS 1 messages to the default 1000-message queue
+            "max_queued_messages 1000000\nmax_queued_bytes 0\n"
+        )
+        super().__init__([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(conf)], workdir, port, "mosquitto")
+
+
+class Database:
+    """What a test needs of a database: ingestd settings for it, and the points it holds."""
+
+    api: str
+
+    def influx_settings(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def points(self) -> list[dict[str, Any]]:
+        """Every stored point as {measurement, tags, fields, time_ns}."""
+        raise NotImplementedError
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+
+class InfluxDB1(Process, Database):
+    api = "v1"
+    database = "sensors"
+
+    def __init__(self, workdir: Path) -> None:
+        port, rpc = free_port(), free_port()
+        data = workdir / "influxdb"
+        conf = workdir / "influxdb.conf"
+        conf.write_text(
+            f'reporting-disabled = true\nbind-address = "127.0.0.1:{rpc}"\n'
+            f'[meta]\n  dir = "{data}/meta"\n'
+            f'[data]\n  dir = "{data}/data"\n  wal-dir = "{data}/wal"\n  query-log-enabled = false\n'
+            f'[http]\n  bind-address = "127.0.0.1:{port}"\n  log-enabled = false\n'
+            "[monitor]\n  store-enabled = false\n"
+        )
+        super().__init__([shutil.which("influxd") or "/usr/bin/influxd", "-config", str(conf)], workdir, port, "influxd")
+        self.url = f"http://127.0.0.1:{port}"
+
+    def start(self, timeout_s: float = 30) -> None:
+        Process.start(self, timeout_s)
+        wait_until(lambda: http("GET", f"{self.url}/ping")[0] == 204, timeout_s, "influxd ping")
+        self.query(f"CREATE DATABASE {self.database}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        Process.stop(self, sig)
+
+    def query(self, q: str) -> Any:
+        params = urllib.parse.urlencode({"q": q, "db": self.database, "epoch": "ns"})
+        status, body = http("POST", f"{self.url}/query?{params}")
+        assert status == 200, body
+        return json.loads(body)
+
+    def influx_settings(self) -> dict[str, Any]:
+        return {"url": self.url, "api": "v1", "database": self.database}
+
+    def field_types(self) -> dict[tuple[str, str], str]:
+        out = {}
+        for series in self.query("SHOW FIELD KEYS")["results"][0].get("series", []):
+            for key, kind in series["values"]:
+                out[(series["name"], key)] = kind
+        return out
+
+    def points(self) -> list[dict[str, Any]]:
+        result = self.query("SELECT * FROM /.*/ GROUP BY *")["results"][0]
+        points = []
+        for series in result.get("series", []):
+            columns = series["columns"]
+            for row in series["values"]:
+                values = dict(zip(columns, row, strict=True))
+                time_ns = values.pop("time")
+                points.append({
+                    "measurement": series["name"],
+                    "tags": {k: v for k, v in series.get("tags", {}).items() if v != ""},
+                    "fields": {k: v for k, v in values.items() if v is not None},
+                    "time_ns": time_ns,
+                })
+        return points
+
+
+class VictoriaMetrics(Process, Database):
+    """Accepts /api/v2/write; stores every field as float64 `<measurement>_<field>` at ms precision."""
+
+    api = "v2"
+
+    def __init__(self, workdir: Path) -> None:
+        port = free_port()
+        super().__init__(
+            [shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics",
+             f"-httpListenAddr=127.0.0.1:{port}", f"-storageDataPath={workdir / 'vm'}",
+             "-retentionPeriod=100y", "-search.latencyOffset=0s", "-loggerLevel=ERROR"],
+            workdir, port, "victoria-metrics",
+        )
+        self.url = f"http://127.0.0.1:{port}"
+
+    def start(self, timeout_s: float = 30) -> None:
+        Process.start(self, timeout_s)
+        wait_until(lambda: http("GET", f"{self.url}/health")[0] == 200, timeout_s, "victoria-metrics health")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        Process.stop(self, sig)
+
+    def influx_settings(self) -> dict[str, Any]:
+        return {"url": self.url, "api": "v2", "org": "p4n4", "bucket": "sensors"}
+
+    def points(self) -> list[dict[str, Any]]:
+        http("GET", f"{self.url}/internal/force_flush")
+        query = urllib.parse.urlencode({"match[]": '{__name__=~".+"}'})
+        status, body = http("GET", f"{self.url}/api/v1/export?{query}")
+        assert status == 200, body
+        points = []
+        for raw in body.splitlines():
+            series = json.loads(raw)
+            labels = dict(series["metric"])
+            name = labels.pop("__name__")
+            labels.pop("db", None)
+            for value, ts_ms in zip(series["values"], series["timestamps"], strict=True):
+                points.append({"metric": name, "tags": labels, "value": value, "time_ms": ts_ms})
+        return points
