@@ -5,7 +5,9 @@ from __future__ import annotations
 import random
 
 
-def backoff_delay(attempt: int, initial_s: float, max_s: float, floor_s: float | None = None) -> float:
+def backoff_delay(
+    attempt: int, initial_s: float, max_s: float, floor_s: float | None = None
+) -> float:
     """Seconds to wait before retry number `attempt` (0-based): "equal jitter" between half and
     all of `initial_s * 2**attempt`, capped at `max_s`; never below `floor_s` (Retry-After)."""
     ceiling = min(max_s, initial_s * 2 ** min(attempt, 32))

@@ -4,6 +4,7 @@
   ingestd check --config ingest.toml [--connect]    validate the config, optionally reach servers
   ingestd check --config ingest.toml --topic T --payload P
                                                     print the line protocol, or the drop reason
+  ingestd local [--api v1|v2]                       broker + database + ingestd, no Docker
 
 Exit codes: 0 clean shutdown / check passed, 1 check found a problem, 2 bad configuration.
 """
@@ -33,9 +34,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--config", type=Path, required=True, dest="config")
     check = sub.add_parser("check", help="validate the config, or show what a message becomes")
     check.add_argument("--config", type=Path, required=True, dest="config")
-    check.add_argument("--connect", action="store_true", help="also reach the broker and the database")
+    check.add_argument(
+        "--connect", action="store_true", help="also reach the broker and the database"
+    )
     check.add_argument("--topic", help="an MQTT topic to try")
     check.add_argument("--payload", help="the payload to try with --topic (UTF-8 text)")
+    local = sub.add_parser("local", help="run broker, database and ingestd here, from system packages")
+    local.add_argument("--workdir", type=Path, default=Path(".ingestd-local"))
+    local.add_argument("--api", choices=["v1", "v2"], default="v1",
+                       help="v1: InfluxDB 1.6 (Debian's influxdb); v2: VictoriaMetrics")
+    local.add_argument("--mqtt-port", type=int, default=1884, help="1883 is often the system broker")
+    local.add_argument("--http-port", type=int, default=9108)
     return parser
 
 
@@ -52,11 +61,10 @@ def _run(settings: Settings) -> int:
 
     try:
         import uvloop
-
-        runner = uvloop.run
     except ImportError:
-        runner = asyncio.run
-    runner(main())
+        asyncio.run(main())
+    else:
+        uvloop.run(main())
     return EXIT_OK
 
 
@@ -78,13 +86,26 @@ async def _connect(settings: Settings) -> list[str]:
     m = settings.mqtt
     try:
         async with aiomqtt.Client(
-            m.host, m.port, username=m.username, password=m.password(),
-            identifier=f"{m.client_id}-check", timeout=5,
+            m.host,
+            m.port,
+            username=m.username,
+            password=m.password(),
+            identifier=f"{m.client_id}-check",
+            timeout=5,
         ):
             print(f"broker: connected to {m.host}:{m.port}")
     except aiomqtt.MqttError as exc:
         problems.append(f"broker: {exc}")
     return problems
+
+
+def _resolve_secrets(settings: Settings) -> None:
+    """Up front, so a missing env var or file is a config error, not a crash later."""
+    settings.mqtt.password()
+    if settings.influx.api == "v2":
+        settings.influx.token()
+    else:
+        settings.influx.password()
 
 
 def _check(args: argparse.Namespace, settings: Settings) -> int:
@@ -102,6 +123,7 @@ def _check(args: argparse.Namespace, settings: Settings) -> int:
         else:
             print("\n".join(lines))
         return EXIT_OK
+    _resolve_secrets(settings)
     print(f"config: {args.config} is valid ({len(settings.routes)} routes)")
     if args.connect:
         problems = asyncio.run(_connect(settings))
@@ -113,15 +135,21 @@ def _check(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_cli(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "local":
+        from ingestd.local import run_local
+
+        try:
+            return run_local(args.workdir, args.api, args.mqtt_port, args.http_port)
+        except (RuntimeError, OSError) as exc:
+            print(f"ingestd local: {exc}", file=sys.stderr)
+            return EXIT_CHECK_FAILED
     if args.config is None:
         _parser().error("--config is required")
     try:
         settings = load_settings(args.config)
         if args.command == "check":
             return _check(args, settings)
-        # secrets are resolved up front so a missing env var is a config error, not a crash
-        settings.mqtt.password()
-        settings.influx.token() if settings.influx.api == "v2" else settings.influx.password()
+        _resolve_secrets(settings)
         return _run(settings)
     except ConfigError as exc:
         print(f"ingestd: config error: {exc}", file=sys.stderr)

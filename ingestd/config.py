@@ -165,14 +165,14 @@ DEFAULT_ROUTES = (RouteSettings(topic="sensors/{device}/{measurement}", format="
 
 
 class Settings(_Section):
-    mqtt: MqttSettings = Field(default_factory=MqttSettings)  # type: ignore[arg-type]
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
     influx: InfluxSettings
-    batch: BatchSettings = Field(default_factory=BatchSettings)  # type: ignore[arg-type]
-    limits: LimitSettings = Field(default_factory=LimitSettings)  # type: ignore[arg-type]
-    deadletter: DeadLetterSettings = Field(default_factory=DeadLetterSettings)  # type: ignore[arg-type]
-    http: HttpSettings = Field(default_factory=HttpSettings)  # type: ignore[arg-type]
-    log: LogSettings = Field(default_factory=LogSettings)  # type: ignore[arg-type]
-    shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)  # type: ignore[arg-type]
+    batch: BatchSettings = Field(default_factory=BatchSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    deadletter: DeadLetterSettings = Field(default_factory=DeadLetterSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
     routes: list[RouteSettings] = Field(default_factory=lambda: list(DEFAULT_ROUTES))
 
 
@@ -192,7 +192,9 @@ def parse_settings(data: dict[str, object]) -> Settings:
         return Settings.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        loc = tuple(
+            p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function-"))
+        )
         msg = first["msg"].removeprefix("Value error, ")
         if first["type"] == "extra_forbidden":
             msg = "unknown key"

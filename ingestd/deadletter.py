@@ -40,12 +40,17 @@ def to_json(letter: DeadLetter) -> bytes:
 def from_json(raw: bytes) -> DeadLetter:
     record = orjson.loads(raw)
     payload = (
-        base64.b64decode(record["payload_b64"]) if "payload_b64" in record
+        base64.b64decode(record["payload_b64"])
+        if "payload_b64" in record
         else record["payload"].encode("utf-8")
     )
     return DeadLetter(
-        topic=record["topic"], payload=payload, reason=record["reason"], detail=record["detail"],
-        received_ns=record["received_ns"], dead_lettered_ns=record["dead_lettered_ns"],
+        topic=record["topic"],
+        payload=payload,
+        reason=record["reason"],
+        detail=record["detail"],
+        received_ns=record["received_ns"],
+        dead_lettered_ns=record["dead_lettered_ns"],
         line=record.get("line"),
     )
 

@@ -5,18 +5,40 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, Strict, TypeAdapter, ValidationError, create_model
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    TypeAdapter,
+    ValidationError,
+    create_model,
+)
 
 from ingestd.errors import DropReason, MessageRejected
 
 FiniteFloat = Annotated[float, Strict(), Field(allow_inf_nan=False)]
-Scalar = Annotated[bool, Strict()] | Annotated[int, Strict()] | FiniteFloat | Annotated[str, Strict()]
+Scalar = (
+    Annotated[bool, Strict()] | Annotated[int, Strict()] | FiniteFloat | Annotated[str, Strict()]
+)
 TimeValue = Annotated[int, Strict()] | FiniteFloat | Annotated[str, Strict()] | None
 
 # Bare text that means "no reading" in the ecosystems we ingest (ESPHome nan/None, HA unavailable).
 NO_READING_TOKENS = frozenset(
-    {"", "nan", "-nan", "none", "null", "inf", "-inf", "+inf", "infinity", "-infinity",
-     "unavailable", "unknown"}
+    {
+        "",
+        "nan",
+        "-nan",
+        "none",
+        "null",
+        "inf",
+        "-inf",
+        "+inf",
+        "infinity",
+        "-infinity",
+        "unavailable",
+        "unknown",
+    }
 )
 
 
@@ -56,9 +78,7 @@ def envelope_adapter(value_key: str, time_key: str | None) -> TypeAdapter[ValueE
     fields: dict[str, Any] = {"value": (Scalar, Field(alias=value_key))}
     if time_key is not None:
         fields["ts"] = (TimeValue, Field(None, alias=time_key))
-    model = create_model(  # type: ignore[call-overload]
-        "ValuePayload", __base__=ValueEnvelope, **fields
-    )
+    model = create_model("ValuePayload", __base__=ValueEnvelope, **fields)
     return TypeAdapter(model)
 
 
@@ -67,7 +87,9 @@ def validate_envelope(adapter: TypeAdapter[ValueEnvelope], data: dict[str, Any])
         return adapter.validate_python(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"] if not str(p).startswith(("function", "json")))
+        where = ".".join(
+            str(p) for p in first["loc"] if not str(p).startswith(("function", "json"))
+        )
         reason = DropReason.SCHEMA_MISMATCH
         if first["type"] in ("finite_number",):
             reason = DropReason.INVALID_VALUE

@@ -67,7 +67,9 @@ class Pipeline:
             return
         self.buffer.put(lines, message)
 
-    def reject(self, message: RawMessage, reason: str, detail: str, line: str | None = None) -> None:
+    def reject(
+        self, message: RawMessage, reason: str, detail: str, line: str | None = None
+    ) -> None:
         """Count, log (rate-limited) and dead-letter one message, or one line of it."""
         self.telemetry.message_dropped(reason, message, detail)
         self.dead_letter(

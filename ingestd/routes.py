@@ -8,7 +8,7 @@ a final `#` matches the rest. The first route that matches a topic wins.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -54,7 +54,9 @@ class TopicTemplate:
                 literals.append(None)
                 names.append(None)
             elif "{" in level or "}" in level or "+" in level or "#" in level:
-                raise ConfigError(key, f"a level must be a literal, '+', '#' or a whole {{name}}: {level!r}")
+                raise ConfigError(
+                    key, f"a level must be a literal, '+', '#' or a whole {{name}}: {level!r}"
+                )
             else:
                 literals.append(level)
                 names.append(None)
@@ -89,7 +91,9 @@ class TopicTemplate:
             if literal is None or literal != wanted:
                 return False
         if self.rest:
-            return len(filter_levels) > len(self.literals) and filter_levels[len(self.literals)] == "#"
+            return (
+                len(filter_levels) > len(self.literals) and filter_levels[len(self.literals)] == "#"
+            )
         return len(filter_levels) == len(self.literals)
 
 
@@ -111,8 +115,8 @@ class Route:
     time_unit: str
     timezone: tzinfo
     envelope: TypeAdapter[ValueEnvelope] | None
-    conversions: dict[str, Conversion] = field(default_factory=dict)
-    types: dict[str, FieldType] = field(default_factory=dict)
+    conversions: dict[str, Conversion]
+    types: dict[str, FieldType]
 
     def measurement_for(self, segments: dict[str, str]) -> str:
         if self.measurement_is_static:
@@ -172,7 +176,9 @@ def _compile_route(index: int, route: RouteSettings) -> Route:
         time_key=route.time_key,
         time_unit=route.time_unit,
         timezone=timezone,
-        envelope=envelope_adapter(route.value_key, route.time_key) if route.format == "value" else None,
+        envelope=envelope_adapter(route.value_key, route.time_key)
+        if route.format == "value"
+        else None,
         conversions=conversions,
         types=dict(route.types),
     )

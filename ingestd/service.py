@@ -31,7 +31,7 @@ from ingestd.backoff import backoff_delay
 from ingestd.buffer import Batch, MemoryBuffer
 from ingestd.config import Settings
 from ingestd.deadletter import DeadLetterFile
-from ingestd.errors import DropReason, RetryableSinkError
+from ingestd.errors import DropReason, MessageRejected, RetryableSinkError
 from ingestd.http import HttpEndpoints
 from ingestd.logs import get_logger
 from ingestd.pipeline import Pipeline
@@ -58,7 +58,11 @@ class Service:
             publish=self._publish_dead_letter if dl.mqtt_topic else None,
         )
         self.pipeline = Pipeline(
-            routes, self.buffer, self.telemetry, self.dead_letters.write, settings.limits.max_payload_bytes
+            routes,
+            self.buffer,
+            self.telemetry,
+            self.dead_letters.write,
+            settings.limits.max_payload_bytes,
         )
         self.sink = InfluxSink(settings.influx)
         self.source = MqttSource(
@@ -139,8 +143,13 @@ class Service:
             await self.http.start(s.http.host, s.http.port)
         await self.sink.open()
         self.log.info(
-            "ingestd_started", mqtt=f"{s.mqtt.host}:{s.mqtt.port}", topics=s.mqtt.topics,
-            influx=s.influx.url, api=s.influx.api, routes=len(s.routes), http_port=self.http.port,
+            "ingestd_started",
+            mqtt=f"{s.mqtt.host}:{s.mqtt.port}",
+            topics=s.mqtt.topics,
+            influx=s.influx.url,
+            api=s.influx.api,
+            routes=len(s.routes),
+            http_port=self.http.port,
         )
         started_at = time.monotonic()
         ingest = asyncio.create_task(self.source.run(), name="ingest")
@@ -170,7 +179,9 @@ class Service:
         # 4. count and dead-letter what is left
         left = self.buffer.drain()
         for line, origin in zip(left.lines, left.origins, strict=True):
-            self.pipeline.reject(origin, DropReason.UNWRITTEN_AT_SHUTDOWN, "drain timeout", line=line)
+            self.pipeline.reject(
+                origin, DropReason.UNWRITTEN_AT_SHUTDOWN, "drain timeout", line=line
+            )
         # 5. close the sink and the rest
         await self.sink.close()
         dl_flush.cancel()
@@ -179,9 +190,14 @@ class Service:
         await self.http.stop()
         t = self.telemetry
         self.log.info(
-            "ingestd_stopped", uptime_s=round(time.monotonic() - started_at, 1),
-            received=t.messages_received, written=t.points_written, ignored=t.messages_ignored,
-            dropped=t.dropped_total, dropped_by_reason=dict(t.dropped), unwritten=len(left),
+            "ingestd_stopped",
+            uptime_s=round(time.monotonic() - started_at, 1),
+            received=t.messages_received,
+            written=t.points_written,
+            ignored=t.messages_ignored,
+            dropped=t.dropped_total,
+            dropped_by_reason=dict(t.dropped),
+            unwritten=len(left),
         )
 
     def install_signal_handlers(self) -> None:
@@ -196,13 +212,18 @@ class Service:
         self.request_stop()
 
 
-def check_message(settings: Settings, topic: str, payload: bytes) -> tuple[list[str] | None, str | None]:
+def check_message(
+    settings: Settings, topic: str, payload: bytes
+) -> tuple[list[str] | None, str | None]:
     """What `ingestd check --topic --payload` prints: the lines, or the drop reason."""
-    from ingestd.errors import MessageRejected
-
     buffer = MemoryBuffer(settings.batch.buffer_max_lines)
-    pipeline = Pipeline(compile_routes(settings), buffer, Telemetry(), lambda _d: None,
-                        settings.limits.max_payload_bytes)
+    pipeline = Pipeline(
+        compile_routes(settings),
+        buffer,
+        Telemetry(),
+        lambda _d: None,
+        settings.limits.max_payload_bytes,
+    )
     try:
         return pipeline.to_lines(RawMessage(topic, payload, time.time_ns())), None
     except MessageRejected as exc:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import aiohttp
@@ -29,8 +30,8 @@ class Rejection:
     detail: str
 
 
-def _retry_after(headers: "aiohttp.typedefs.LooseHeaders") -> float | None:
-    value = dict(headers).get("Retry-After")  # type: ignore[arg-type]
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("Retry-After")
     if value is None:
         return None
     try:

@@ -22,8 +22,8 @@ from typing import Any
 
 import aiomqtt
 import paho.mqtt.client as paho
-from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from ingestd.backoff import backoff_delay
 from ingestd.config import MqttSettings
@@ -36,7 +36,9 @@ SESSION_EXPIRY_S = 86_400
 class _PausableClient(aiomqtt.Client):
     """aiomqtt.Client whose socket reader can be paused, and whose messages skip the queue."""
 
-    def __init__(self, *args: Any, on_message: Callable[[paho.MQTTMessage], None], **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, on_message: Callable[[paho.MQTTMessage], None], **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._ingest_on_message = on_message
         self._client.on_message = lambda _client, _userdata, message: on_message(message)
@@ -49,7 +51,8 @@ class _PausableClient(aiomqtt.Client):
                 while True:
                     client.loop_read()
                     # paho leaves decoded TLS bytes behind (paho.mqtt.python#131)
-                    if self.paused or not (hasattr(client._sock, "pending") and client._sock.pending() > 0):  # noqa: SLF001
+                    pending = getattr(client._sock, "pending", None)
+                    if self.paused or pending is None or pending() <= 0:
                         break
             except Exception as exc:  # the connection is broken: let the reconnect loop see it
                 if not self._disconnected.done():
@@ -108,11 +111,13 @@ class MqttSource:
         try:
             topic = message.topic
         except UnicodeDecodeError:
-            raw = RawMessage(message._topic.decode("utf-8", "replace"), message.payload, received_ns)  # noqa: SLF001
+            raw = RawMessage(
+                message._topic.decode("utf-8", "replace"), bytes(message.payload), received_ns
+            )
             if self.invalid_topic is not None:
                 self.invalid_topic(raw)
             return
-        self._handle(RawMessage(topic, message.payload, received_ns, bool(message.retain)))
+        self._handle(RawMessage(topic, bytes(message.payload), received_ns, bool(message.retain)))
         if self._buffer_full():
             self._pause()
 
@@ -144,7 +149,7 @@ class MqttSource:
         if v5:
             kwargs["clean_start"] = s.clean_session
             if not s.clean_session:
-                props = Properties(PacketTypes.CONNECT)
+                props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
                 props.SessionExpiryInterval = SESSION_EXPIRY_S
                 kwargs["properties"] = props
         else:
@@ -171,14 +176,15 @@ class MqttSource:
             try:
                 async with client:
                     self._client = client
-                    await client.subscribe([(topic, s.qos) for topic in s.topics])
+                    await client.subscribe([(topic, int(s.qos)) for topic in s.topics])
                     self.telemetry.mqtt_up(s.host, s.port, s.topics)
                     attempt = 0
                     if self._buffer_full():
                         self._pause()
-                    stop = asyncio.ensure_future(self._stop.wait())
+                    stop: asyncio.Future[Any] = asyncio.ensure_future(self._stop.wait())
+                    waiters: list[asyncio.Future[Any]] = [stop, client.disconnected]
                     try:
-                        await asyncio.wait({stop, client.disconnected}, return_when=asyncio.FIRST_COMPLETED)
+                        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
                     finally:
                         stop.cancel()
                     if self._stop.is_set():
@@ -193,6 +199,8 @@ class MqttSource:
                     async with asyncio.timeout(delay):
                         await self._stop.wait()
             finally:
+                if client.disconnected.done() and not client.disconnected.cancelled():
+                    client.disconnected.exception()  # retrieved: the loop logs it as unhandled otherwise
                 self._client = None
                 if self._resume_task is not None:
                     self._resume_task.cancel()

@@ -25,7 +25,9 @@ BATCH_OUTCOMES = ("written", "partial", "retried", "rejected")
 
 
 class Telemetry:
-    def __init__(self, registry: CollectorRegistry | None = None, log_interval_s: float = 10.0) -> None:
+    def __init__(
+        self, registry: CollectorRegistry | None = None, log_interval_s: float = 10.0
+    ) -> None:
         self.registry = registry or CollectorRegistry()
         self.log = get_logger()
         self.messages_received = 0
@@ -61,7 +63,10 @@ class Telemetry:
         self._last_drop_log[reason] = now
         suppressed = self._suppressed.pop(reason, 0)
         self.log.warning(
-            "message_dropped", reason=reason, topic=message.topic, detail=detail[:300],
+            "message_dropped",
+            reason=reason,
+            topic=message.topic,
+            detail=detail[:300],
             suppressed_since_last=suppressed,
         )
 
@@ -75,7 +80,9 @@ class Telemetry:
 
     def batch_retried(self, lines: int, error: str, delay_s: float) -> None:
         self.batches["retried"] += 1
-        self.log.warning("batch_retry", lines=lines, error=error[:300], retry_in_s=round(delay_s, 2))
+        self.log.warning(
+            "batch_retry", lines=lines, error=error[:300], retry_in_s=round(delay_s, 2)
+        )
 
     # -- connection and lifecycle ------------------------------------------------------------
 
@@ -86,8 +93,11 @@ class Telemetry:
     def mqtt_down(self, error: str, retry_in_s: float) -> None:
         was = self.mqtt_connected
         self.mqtt_connected = False
-        self.log.warning("mqtt_disconnected" if was else "mqtt_connect_failed",
-                         error=error[:300], retry_in_s=round(retry_in_s, 2))
+        self.log.warning(
+            "mqtt_disconnected" if was else "mqtt_connect_failed",
+            error=error[:300],
+            retry_in_s=round(retry_in_s, 2),
+        )
 
     def reading_paused(self, paused: bool) -> None:
         self.mqtt_reading_paused = paused
@@ -112,14 +122,19 @@ class _Counters(Collector):
             "ingestd_messages_received", "MQTT messages received", value=t.messages_received
         )
         yield CounterMetricFamily(
-            "ingestd_messages_ignored", "Messages on routes with format = 'ignore'",
+            "ingestd_messages_ignored",
+            "Messages on routes with format = 'ignore'",
             value=t.messages_ignored,
         )
         yield CounterMetricFamily(
-            "ingestd_points_written", "Points confirmed written by the database", value=t.points_written
+            "ingestd_points_written",
+            "Points confirmed written by the database",
+            value=t.points_written,
         )
         dropped = CounterMetricFamily(
-            "ingestd_messages_dropped", "Messages (or lines) dead-lettered, by reason", labels=["reason"]
+            "ingestd_messages_dropped",
+            "Messages (or lines) dead-lettered, by reason",
+            labels=["reason"],
         )
         for reason in DropReason:
             dropped.add_metric([reason.value], t.dropped.get(reason.value, 0))
@@ -131,7 +146,8 @@ class _Counters(Collector):
             batches.add_metric([outcome], t.batches.get(outcome, 0))
         yield batches
         yield CounterMetricFamily(
-            "ingestd_deadletter_write_errors", "Dead letters that could not be stored",
+            "ingestd_deadletter_write_errors",
+            "Dead letters that could not be stored",
             value=t.deadletter_write_errors,
         )
         fill, capacity = t.buffer_gauge()
@@ -143,6 +159,7 @@ class _Counters(Collector):
             "ingestd_mqtt_connected", "1 while connected to the broker", value=int(t.mqtt_connected)
         )
         yield GaugeMetricFamily(
-            "ingestd_mqtt_reading_paused", "1 while reading is paused by a full buffer",
+            "ingestd_mqtt_reading_paused",
+            "1 while reading is paused by a full buffer",
             value=int(t.mqtt_reading_paused),
         )

@@ -20,11 +20,21 @@ BASE_S = 1_700_000_000
 # The config the workload is written for (see examples/ingest.toml).
 ROUTES: list[dict[str, Any]] = [
     {"topic": "sensors/{device}/{measurement}", "format": "value"},
-    {"topic": "iot/telemetry/{device}", "format": "object", "measurement": "telemetry",
-     "readings": "data", "tag_keys": ["device_id"], "units": {"temp": "degF -> degC"}},
+    {
+        "topic": "iot/telemetry/{device}",
+        "format": "object",
+        "measurement": "telemetry",
+        "readings": "data",
+        "tag_keys": ["device_id"],
+        "units": {"temp": "degF -> degC"},
+    },
     {"topic": "devices/{device_id}/{metric}", "format": "value", "measurement": "{metric}"},
-    {"topic": "{site}/{system}/{device}/data", "format": "object", "measurement": "ruuvi",
-     "units": {"battery_mv": "mV -> V"}},
+    {
+        "topic": "{site}/{system}/{device}/data",
+        "format": "object",
+        "measurement": "ruuvi",
+        "units": {"battery_mv": "mV -> V"},
+    },
 ]
 TOPICS = ["sensors/#", "iot/telemetry/+", "devices/+/+", "+/+/+/data"]
 
@@ -45,35 +55,81 @@ def _good(i: int, rng: random.Random) -> Expected:
     kind = ("value", "value_ms", "bare", "telemetry", "ruuvi")[i % 5]
     if kind == "value":
         v = round(rng.uniform(-20, 40), 2)
-        return Expected(f"sensors/dev-{i % 50}/temperature", orjson.dumps({"v": v, "ts": BASE_S + i}),
-                        kind, "temperature", {"device": f"dev-{i % 50}"}, {"value": v}, (BASE_S + i) * 10**9)
+        return Expected(
+            f"sensors/dev-{i % 50}/temperature",
+            orjson.dumps({"v": v, "ts": BASE_S + i}),
+            kind,
+            "temperature",
+            {"device": f"dev-{i % 50}"},
+            {"value": v},
+            (BASE_S + i) * 10**9,
+        )
     if kind == "value_ms":
         v = rng.randint(0, 100)  # an int on the wire, stored as float: one type per field
         ms = BASE_S * 1000 + i
-        return Expected(f"sensors/dev-{i % 50}/humidity", orjson.dumps({"v": v, "ts": ms}),
-                        kind, "humidity", {"device": f"dev-{i % 50}"}, {"value": float(v)}, ms * 10**6)
+        return Expected(
+            f"sensors/dev-{i % 50}/humidity",
+            orjson.dumps({"v": v, "ts": ms}),
+            kind,
+            "humidity",
+            {"device": f"dev-{i % 50}"},
+            {"value": float(v)},
+            ms * 10**6,
+        )
     if kind == "bare":
         v = round(rng.uniform(0, 1000), 3)
-        return Expected(f"devices/bare-{i}/pressure", str(v).encode(), kind, "pressure",
-                        {"device_id": f"bare-{i}"}, {"value": v}, None)
+        return Expected(
+            f"devices/bare-{i}/pressure",
+            str(v).encode(),
+            kind,
+            "pressure",
+            {"device_id": f"bare-{i}"},
+            {"value": v},
+            None,
+        )
     if kind == "telemetry":
         f = round(rng.uniform(50, 100), 1)
         mac = f"00:0f:00:70:91:{i % 256:02x}"
         data = {"temp": f, "humidity": 51.0, "co": 0.0045, "light": bool(i % 2), "motion": False}
         ts = BASE_S + i + 0.25
-        return Expected(f"iot/telemetry/edge-{i % 20}",
-                        orjson.dumps({"device_id": mac, "ts": ts, "data": data}), kind, "telemetry",
-                        {"device": f"edge-{i % 20}", "device_id": mac},
-                        {"temp": (f - 32) * 5 / 9, "humidity": 51.0, "co": 0.0045,
-                         "light": bool(i % 2), "motion": False},
-                        (BASE_S + i) * 10**9 + 250_000_000)
+        return Expected(
+            f"iot/telemetry/edge-{i % 20}",
+            orjson.dumps({"device_id": mac, "ts": ts, "data": data}),
+            kind,
+            "telemetry",
+            {"device": f"edge-{i % 20}", "device_id": mac},
+            {
+                "temp": (f - 32) * 5 / 9,
+                "humidity": 51.0,
+                "co": 0.0045,
+                "light": bool(i % 2),
+                "motion": False,
+            },
+            (BASE_S + i) * 10**9 + 250_000_000,
+        )
     mv = rng.randint(2000, 3100)
     ms = BASE_S * 1000 + i
-    body = {"temperature_c": 21.5, "humidity_percent": 40.0, "pressure_hpa": 1001.2, "battery_mv": mv, "ts": ms}
-    return Expected(f"paku/ruuvi/tag-{i % 10}/data", orjson.dumps(body), kind, "ruuvi",
-                    {"site": "paku", "system": "ruuvi", "device": f"tag-{i % 10}"},
-                    {"temperature_c": 21.5, "humidity_percent": 40.0, "pressure_hpa": 1001.2,
-                     "battery_mv": mv / 1000}, ms * 10**6)
+    body = {
+        "temperature_c": 21.5,
+        "humidity_percent": 40.0,
+        "pressure_hpa": 1001.2,
+        "battery_mv": mv,
+        "ts": ms,
+    }
+    return Expected(
+        f"paku/ruuvi/tag-{i % 10}/data",
+        orjson.dumps(body),
+        kind,
+        "ruuvi",
+        {"site": "paku", "system": "ruuvi", "device": f"tag-{i % 10}"},
+        {
+            "temperature_c": 21.5,
+            "humidity_percent": 40.0,
+            "pressure_hpa": 1001.2,
+            "battery_mv": mv / 1000,
+        },
+        ms * 10**6,
+    )
 
 
 _BAD = [
@@ -100,11 +156,16 @@ def workload(count: int, bad_ratio: float = 0.05, seed: int = 1) -> list[Expecte
     return out
 
 
-def publish(messages: list[Expected], host: str, port: int, qos: int = 1, timeout_s: float = 120) -> None:
+def publish(
+    messages: list[Expected], host: str, port: int, qos: int = 1, timeout_s: float = 120
+) -> None:
     """Publish in order and wait until the broker acknowledged every message (QoS 1)."""
     import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
 
-    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"ingestd-workload-{random.random()}")
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"ingestd-workload-{random.random()}"
+    )
     client.max_inflight_messages_set(200)
     client.max_queued_messages_set(0)
     client.connect(host, port)
@@ -121,7 +182,9 @@ def publish(messages: list[Expected], host: str, port: int, qos: int = 1, timeou
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m ingestd.testing", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m ingestd.testing", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=1883)
     parser.add_argument("--count", type=int, default=10_000)

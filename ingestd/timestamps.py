@@ -35,7 +35,9 @@ def detect_unit(value: float) -> str:
 
 def _checked(ns: int, original: object) -> int:
     if not _MIN_NS <= ns <= _MAX_NS:
-        raise MessageRejected(DropReason.INVALID_TIMESTAMP, f"timestamp {original!r} is out of range")
+        raise MessageRejected(
+            DropReason.INVALID_TIMESTAMP, f"timestamp {original!r} is out of range"
+        )
     return ns
 
 
@@ -66,7 +68,9 @@ def iso_to_ns(text: str, naive_tz: tzinfo = UTC) -> int:
     try:
         moment = datetime.fromisoformat(head)
     except ValueError as exc:
-        raise MessageRejected(DropReason.INVALID_TIMESTAMP, f"not an ISO-8601 time: {text!r}") from exc
+        raise MessageRejected(
+            DropReason.INVALID_TIMESTAMP, f"not an ISO-8601 time: {text!r}"
+        ) from exc
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=naive_tz)
     delta = moment - datetime(1970, 1, 1, tzinfo=UTC)

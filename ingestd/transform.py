@@ -45,7 +45,9 @@ def coerce(key: str, value: FieldValue, wanted: str) -> FieldValue:
         except ValueError:
             raise _conflict(key, value, wanted) from None
         if not math.isfinite(parsed):
-            raise MessageRejected(DropReason.INVALID_VALUE, f"field {key!r}: {value!r} is not finite")
+            raise MessageRejected(
+                DropReason.INVALID_VALUE, f"field {key!r}: {value!r} is not finite"
+            )
         return parsed
     if wanted == "int":
         if isinstance(value, bool):
@@ -60,7 +62,9 @@ def coerce(key: str, value: FieldValue, wanted: str) -> FieldValue:
                 raise _conflict(key, value, wanted)
             value = int(value)
         if not _INT64_MIN <= value <= _INT64_MAX:
-            raise MessageRejected(DropReason.INVALID_VALUE, f"field {key!r}: {value} overflows int64")
+            raise MessageRejected(
+                DropReason.INVALID_VALUE, f"field {key!r}: {value} overflows int64"
+            )
         return value
     if wanted == "bool":
         if isinstance(value, bool):
@@ -97,7 +101,9 @@ class FieldTypes:
         self._types: dict[tuple[str, str], str] = {}
         self._max = max_remembered
 
-    def type_for(self, measurement: str, key: str, value: FieldValue, configured: str | None) -> str:
+    def type_for(
+        self, measurement: str, key: str, value: FieldValue, configured: str | None
+    ) -> str:
         if configured is not None:
             return configured
         ident = (measurement, key)
@@ -128,7 +134,9 @@ def _get_path(data: dict[str, Any], path: str | tuple[str, ...]) -> Any:
 
 def _flatten(node: Any, prefix: str, out: list[tuple[str, Any]], depth: int) -> None:
     if depth > MAX_DEPTH:
-        raise MessageRejected(DropReason.SCHEMA_MISMATCH, f"nesting deeper than {MAX_DEPTH} at {prefix!r}")
+        raise MessageRejected(
+            DropReason.SCHEMA_MISMATCH, f"nesting deeper than {MAX_DEPTH} at {prefix!r}"
+        )
     items = node.items() if isinstance(node, dict) else enumerate(node)
     for key, value in items:
         name = f"{prefix}.{key}" if prefix else str(key)
@@ -137,13 +145,16 @@ def _flatten(node: Any, prefix: str, out: list[tuple[str, Any]], depth: int) -> 
         else:
             out.append((name, value))
             if len(out) > MAX_FIELDS:
-                raise MessageRejected(DropReason.SCHEMA_MISMATCH, f"more than {MAX_FIELDS} readings")
+                raise MessageRejected(
+                    DropReason.SCHEMA_MISMATCH, f"more than {MAX_FIELDS} readings"
+                )
 
 
 def _field(route: Route, types: FieldTypes, measurement: str, key: str, raw: Any) -> FieldValue:
     if key == "time":
         raise MessageRejected(
-            DropReason.SCHEMA_MISMATCH, "field key 'time' is reserved by InfluxDB; set time_key or exclude it"
+            DropReason.SCHEMA_MISMATCH,
+            "field key 'time' is reserved by InfluxDB; set time_key or exclude it",
         )
     if isinstance(raw, float) and not math.isfinite(raw):
         raise MessageRejected(DropReason.INVALID_VALUE, f"field {key!r} is not finite")
@@ -165,7 +176,9 @@ def _tags(route: Route, segments: dict[str, str]) -> list[tuple[str, str]]:
 def _measurement(route: Route, segments: dict[str, str]) -> str:
     measurement = route.measurement_for(segments)
     if not measurement or measurement.startswith("#"):
-        raise MessageRejected(DropReason.SCHEMA_MISMATCH, f"invalid measurement name {measurement!r}")
+        raise MessageRejected(
+            DropReason.SCHEMA_MISMATCH, f"invalid measurement name {measurement!r}"
+        )
     return measurement
 
 
@@ -185,12 +198,28 @@ def value_points(
         envelope = validate_envelope(route.envelope, data)
         data, stamp = envelope.value, envelope.ts
     elif data is None or isinstance(data, list):
-        raise MessageRejected(DropReason.SCHEMA_MISMATCH, f"expected a value or an object, got {type(data).__name__}")
-    if isinstance(data, str) and data.strip().lower() in ("nan", "none", "null", "inf", "-inf", "infinity"):
+        raise MessageRejected(
+            DropReason.SCHEMA_MISMATCH, f"expected a value or an object, got {type(data).__name__}"
+        )
+    if isinstance(data, str) and data.strip().lower() in (
+        "nan",
+        "none",
+        "null",
+        "inf",
+        "-inf",
+        "infinity",
+    ):
         raise MessageRejected(DropReason.INVALID_VALUE, f"no reading: {data!r}")
     measurement = _measurement(route, segments)
     value = _field(route, types, measurement, route.field, data)
-    return [Point(measurement, tuple(_tags(route, segments)), ((route.field, value),), _time(route, stamp, received_ns))]
+    return [
+        Point(
+            measurement,
+            tuple(_tags(route, segments)),
+            ((route.field, value),),
+            _time(route, stamp, received_ns),
+        )
+    ]
 
 
 def object_points(
@@ -198,7 +227,9 @@ def object_points(
 ) -> list[Point]:
     data = parse_json(payload)
     if not isinstance(data, dict):
-        raise MessageRejected(DropReason.SCHEMA_MISMATCH, f"expected a JSON object, got {type(data).__name__}")
+        raise MessageRejected(
+            DropReason.SCHEMA_MISMATCH, f"expected a JSON object, got {type(data).__name__}"
+        )
     readings = data if route.readings is None else _get_path(data, route.readings)
     if not isinstance(readings, dict):
         where = ".".join(route.readings or ())

@@ -30,7 +30,7 @@ class Conversion:
 
 
 @cache
-def _registry() -> pint.UnitRegistry:
+def _registry() -> pint.UnitRegistry[Fraction]:
     return pint.UnitRegistry(non_int_type=Fraction)
 
 
@@ -48,7 +48,9 @@ def parse_conversion(spec: str, key: str) -> Conversion:
         raise ConfigError(key, f"unknown unit in {spec!r}: {exc}") from exc
     except pint.DimensionalityError as exc:
         # not f"{exc}": pint cannot format its own message with Fraction magnitudes
-        raise ConfigError(key, f"cannot convert {source} to {target}: different dimensions") from exc
+        raise ConfigError(
+            key, f"cannot convert {source} to {target}: different dimensions"
+        ) from exc
     except (pint.errors.PintError, ValueError, TypeError, AttributeError, AssertionError) as exc:
         raise ConfigError(key, f"cannot parse {spec!r}: {exc}") from exc
     scale = one - zero

@@ -14,7 +14,7 @@ import pytest
 
 from ingestd.testing import ROUTES, TOPICS
 
-from .servers import Database, InfluxDB1, Mosquitto, VictoriaMetrics, free_port, wait_until
+from ingestd.localservers import Database, InfluxDB1, Mosquitto, VictoriaMetrics, free_port, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -71,15 +71,27 @@ def to_toml(config: dict[str, Any]) -> str:
 class Ingestd:
     """ingestd as a subprocess, the way users run it."""
 
-    def __init__(self, workdir: Path, broker: Mosquitto, influx: dict[str, Any], **overrides: Any) -> None:
+    def __init__(
+        self, workdir: Path, broker: Mosquitto, influx: dict[str, Any], **overrides: Any
+    ) -> None:
         self.workdir = workdir
         self.http_port = free_port()
         self.deadletters = workdir / "deadletters.jsonl"
         config: dict[str, Any] = {
-            "mqtt": {"host": "127.0.0.1", "port": broker.port, "topics": TOPICS, "qos": 1,
-                     "client_id": f"ingestd-test-{self.http_port}"},
+            "mqtt": {
+                "host": "127.0.0.1",
+                "port": broker.port,
+                "topics": TOPICS,
+                "qos": 1,
+                "client_id": f"ingestd-test-{self.http_port}",
+            },
             "influx": influx,
-            "batch": {"max_lines": 5000, "flush_interval_s": 0.2, "retry_initial_s": 0.2, "retry_max_s": 2.0},
+            "batch": {
+                "max_lines": 5000,
+                "flush_interval_s": 0.2,
+                "retry_initial_s": 0.2,
+                "retry_max_s": 2.0,
+            },
             "deadletter": {"path": str(self.deadletters), "log_interval_s": 1.0},
             "http": {"port": self.http_port},
             "log": {"format": "json"},
@@ -96,22 +108,28 @@ class Ingestd:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "ingestd", "--config", str(self.config)],
-                stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
-        wait_until(lambda: self.ready(), 30, "ingestd /readyz")
+        wait_until(self.ready, 30, "ingestd /readyz")
 
     def ready(self) -> bool:
         assert self.proc is not None
         if self.proc.poll() is not None:
-            raise RuntimeError(f"ingestd exited {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+            raise RuntimeError(
+                f"ingestd exited {self.proc.returncode}:\n{self.log.read_text()[-3000:]}"
+            )
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/readyz", timeout=2) as r:  # noqa: S310
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.http_port}/readyz", timeout=2
+            ) as r:
                 return bool(r.status == 200)
         except OSError:
             return False
 
     def metrics(self) -> dict[str, float]:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=5) as r:  # noqa: S310
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=5) as r:
             text = r.read().decode()
         out = {}
         for line in text.splitlines():
@@ -126,8 +144,10 @@ class Ingestd:
         metrics: dict[str, float] = {}
         while time.monotonic() < deadline:
             metrics = self.metrics()
-            if (metrics.get("ingestd_messages_received_total", 0) >= received
-                    and metrics.get("ingestd_buffer_lines", 1) == 0):
+            if (
+                metrics.get("ingestd_messages_received_total", 0) >= received
+                and metrics.get("ingestd_buffer_lines", 1) == 0
+            ):
                 return metrics
             time.sleep(0.1)
         raise TimeoutError(f"not settled after {timeout_s}s: {metrics}")

@@ -14,7 +14,7 @@ import pytest
 from ingestd.deadletter import read_dead_letters
 from ingestd.testing import Expected, publish, workload
 
-from .servers import Database, InfluxDB1, Mosquitto
+from ingestd.localservers import Database, InfluxDB1, Mosquitto
 
 pytestmark = pytest.mark.integration
 

@@ -42,7 +42,7 @@ async def fake_database() -> AsyncIterator[FakeDatabase]:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # noqa: SLF001
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     db.url = f"http://127.0.0.1:{port}"
     try:
         yield db

@@ -42,14 +42,23 @@ def test_no_routes_means_the_p4n4_convention() -> None:
         ({**V1, "mqtt": {"hots": "x"}}, "mqtt.hots"),
         ({**V1, "mqtt": {"qos": 3}}, "mqtt.qos"),
         ({"influx": {"api": "v2"}}, "influx"),
-        ({**V1, "routes": [{"topic": "sensors/{d}/x", "format": "value"}]}, "routes[0].measurement"),
-        ({**V1, "routes": [{"topic": "sensors/{d}/{measurement}", "units": {"v": "degF -> V"}}]},
-         "routes[0].units.v"),
-        ({**V1, "routes": [{"topic": "sensors/{d}/{measurement}", "types": {"v": "double"}}]},
-         "routes[0].types.v"),
+        (
+            {**V1, "routes": [{"topic": "sensors/{d}/x", "format": "value"}]},
+            "routes[0].measurement",
+        ),
+        (
+            {**V1, "routes": [{"topic": "sensors/{d}/{measurement}", "units": {"v": "degF -> V"}}]},
+            "routes[0].units.v",
+        ),
+        (
+            {**V1, "routes": [{"topic": "sensors/{d}/{measurement}", "types": {"v": "double"}}]},
+            "routes[0].types.v",
+        ),
         ({**V1, "routes": [{"topic": "other/{measurement}"}]}, "routes[0].topic"),
-        ({**V1, "routes": [{"topic": "sensors/{measurement}", "timezone": "Mars/Base"}]},
-         "routes[0].timezone"),
+        (
+            {**V1, "routes": [{"topic": "sensors/{measurement}", "timezone": "Mars/Base"}]},
+            "routes[0].timezone",
+        ),
         ({**V1, "batch": {"max_lines": 10, "buffer_max_lines": 5}}, "batch"),
     ],
 )
@@ -79,7 +88,10 @@ def test_secrets_come_from_env_and_a_missing_one_is_a_config_error(
     assert settings.influx.token() == "s3cret"
     secret_file = tmp_path / "pw"
     secret_file.write_text("from-file\n")
-    assert parse_settings({**V1, "mqtt": {"password_file": str(secret_file)}}).mqtt.password() == "from-file"
+    assert (
+        parse_settings({**V1, "mqtt": {"password_file": str(secret_file)}}).mqtt.password()
+        == "from-file"
+    )
 
 
 def test_secrets_cannot_be_written_in_the_toml() -> None:

@@ -40,45 +40,74 @@ CONFIG = parse_settings(
 
 CASES = [
     # p4n4 value format
-    ("sensors/device-1/temperature", '{"v": 22.5, "ts": 1700000000}',
-     "temperature,device=device-1 value=22.5 1700000000000000000"),
-    ("sensors/device-1/temperature", '{"v": 22, "ts": 1700000000123}',
-     "temperature,device=device-1 value=22 1700000000123000000"),
-    ("sensors/device-1/temperature", '{"v": 22.5, "ts": 1700000000.123456}',
-     "temperature,device=device-1 value=22.5 1700000000123456000"),
-    ("sensors/device-1/temperature", '{"v": 22.5, "ts": "2023-11-14T22:13:20.123456789Z"}',
-     "temperature,device=device-1 value=22.5 1700000000123456789"),
-    ("sensors/device-1/temperature", '{"v": 22.5, "ts": 1700000000123456789}',
-     "temperature,device=device-1 value=22.5 1700000000123456789"),
-    ("sensors/device-1/temperature", '{"v": 22.5}', f"temperature,device=device-1 value=22.5 {RECEIVED}"),
-    ("sensors/my device,1/temp=x", '{"v": 1, "ts": 1}',
-     r"temp=x,device=my\ device\,1 value=1 1000000000"),
+    (
+        "sensors/device-1/temperature",
+        '{"v": 22.5, "ts": 1700000000}',
+        "temperature,device=device-1 value=22.5 1700000000000000000",
+    ),
+    (
+        "sensors/device-1/temperature",
+        '{"v": 22, "ts": 1700000000123}',
+        "temperature,device=device-1 value=22 1700000000123000000",
+    ),
+    (
+        "sensors/device-1/temperature",
+        '{"v": 22.5, "ts": 1700000000.123456}',
+        "temperature,device=device-1 value=22.5 1700000000123456000",
+    ),
+    (
+        "sensors/device-1/temperature",
+        '{"v": 22.5, "ts": "2023-11-14T22:13:20.123456789Z"}',
+        "temperature,device=device-1 value=22.5 1700000000123456789",
+    ),
+    (
+        "sensors/device-1/temperature",
+        '{"v": 22.5, "ts": 1700000000123456789}',
+        "temperature,device=device-1 value=22.5 1700000000123456789",
+    ),
+    (
+        "sensors/device-1/temperature",
+        '{"v": 22.5}',
+        f"temperature,device=device-1 value=22.5 {RECEIVED}",
+    ),
+    (
+        "sensors/my device,1/temp=x",
+        '{"v": 1, "ts": 1}',
+        r"temp=x,device=my\ device\,1 value=1 1000000000",
+    ),
     # bare values
     ("devices/abc123/temperature", "23.5", f"temperature,device_id=abc123 value=23.5 {RECEIVED}"),
     ("devices/abc123/motion", "true", f"motion,device_id=abc123 value=true {RECEIVED}"),
     ("devices/abc123/state", "ON", f'state,device_id=abc123 value="ON" {RECEIVED}'),
     # edge-device telemetry object, temp in degF
-    ("iot/telemetry/dev-7",
-     '{"device_id": "00:0f:00:70:91:0a", "ts": 1594512000.0, "data": {"temp": 86.0, "humidity": 51.0,'
-     ' "co": 0.0045, "lpg": 0.0076, "smoke": 0.0234, "light": false, "motion": false}}',
-     "telemetry,device=dev-7,device_id=00:0f:00:70:91:0a co=0.0045,humidity=51,light=false,"
-     "lpg=0.0076,motion=false,smoke=0.0234,temp=30 1594512000000000000"),
+    (
+        "iot/telemetry/dev-7",
+        '{"device_id": "00:0f:00:70:91:0a", "ts": 1594512000.0, "data": {"temp": 86.0, "humidity": 51.0,'
+        ' "co": 0.0045, "lpg": 0.0076, "smoke": 0.0234, "light": false, "motion": false}}',
+        "telemetry,device=dev-7,device_id=00:0f:00:70:91:0a co=0.0045,humidity=51,light=false,"
+        "lpg=0.0076,motion=false,smoke=0.0234,temp=30 1594512000000000000",
+    ),
     # RuuviTag-style flat object, optional ts
-    ("paku/ruuvi/van_inside/data",
-     '{"temperature_c": 21.5, "humidity_percent": 40.1, "pressure_hpa": 1001.2, "battery_mv": 2950,'
-     ' "ts": 1700000000}',
-     "ruuvi,device=van_inside,site=paku,source=ruuvi,system=ruuvi battery_mv=2.95,"
-     "humidity_percent=40.1,pressure_hpa=1001.2,temperature_c=21.5 1700000000000000000"),
-    ("paku/ruuvi/van_inside/data", '{"temperature_c": 21.5, "note": "a \\"quoted\\" word"}',
-     f'ruuvi,device=van_inside,site=paku,source=ruuvi,system=ruuvi note="a \\"quoted\\" word",'
-     f"temperature_c=21.5 {RECEIVED}"),
+    (
+        "paku/ruuvi/van_inside/data",
+        '{"temperature_c": 21.5, "humidity_percent": 40.1, "pressure_hpa": 1001.2, "battery_mv": 2950,'
+        ' "ts": 1700000000}',
+        "ruuvi,device=van_inside,site=paku,source=ruuvi,system=ruuvi battery_mv=2.95,"
+        "humidity_percent=40.1,pressure_hpa=1001.2,temperature_c=21.5 1700000000000000000",
+    ),
+    (
+        "paku/ruuvi/van_inside/data",
+        '{"temperature_c": 21.5, "note": "a \\"quoted\\" word"}',
+        f'ruuvi,device=van_inside,site=paku,source=ruuvi,system=ruuvi note="a \\"quoted\\" word",'
+        f"temperature_c=21.5 {RECEIVED}",
+    ),
     # ignored traffic is neither written nor an error
     ("status/dev-1", "online", None),
 ]
 
 DROPS = [
     ("sensors/d/t", '{"v": 22.5', "invalid_json"),
-    ("sensors/d/t", "{\"v\": NaN}", "invalid_json"),
+    ("sensors/d/t", '{"v": NaN}', "invalid_json"),
     ("sensors/d/t", '{"v": 1e999}', "invalid_json"),
     ("sensors/d/t", "nan", "invalid_value"),
     ("sensors/d/t", "", "invalid_value"),

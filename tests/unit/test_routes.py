@@ -8,18 +8,28 @@ from ingestd.routes import TopicTemplate
 @pytest.mark.parametrize(
     ("template", "topic", "segments"),
     [
-        ("sensors/{device}/{measurement}", "sensors/d1/temp", {"device": "d1", "measurement": "temp"}),
+        (
+            "sensors/{device}/{measurement}",
+            "sensors/d1/temp",
+            {"device": "d1", "measurement": "temp"},
+        ),
         ("sensors/{device}/{measurement}", "sensors/d1/temp/x", None),
         ("sensors/{device}/{measurement}", "sensors/d1", None),
         ("sensors/{device}/{measurement}", "sensors//temp", None),
-        ("{site}/{system}/{device}/data", "paku/ruuvi/van/data", {"site": "paku", "system": "ruuvi", "device": "van"}),
+        (
+            "{site}/{system}/{device}/data",
+            "paku/ruuvi/van/data",
+            {"site": "paku", "system": "ruuvi", "device": "van"},
+        ),
         ("{site}/{system}/{device}/data", "paku/ruuvi/van/state", None),
         ("tele/+/{name}/#", "tele/x/dev/SENSOR/more", {"name": "dev"}),
         ("tele/+/{name}/#", "tele/x/dev", {"name": "dev"}),  # as in MQTT, a/# matches a
         ("tele/+/{name}/#", "tele/x", None),
     ],
 )
-def test_template_matches_named_levels(template: str, topic: str, segments: dict[str, str] | None) -> None:
+def test_template_matches_named_levels(
+    template: str, topic: str, segments: dict[str, str] | None
+) -> None:
     assert TopicTemplate.parse(template, "k").match(topic.split("/")) == segments
 
 

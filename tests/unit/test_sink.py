@@ -41,14 +41,24 @@ async def test_v1_sends_basic_auth_and_v2_sends_token(monkeypatch: pytest.Monkey
     async with fake_database() as db:
         sink1 = InfluxSink(v1(db.url))
         await sink1.write(["m v=1 1"])
-        sink2 = InfluxSink(InfluxSettings(url=db.url, api="v2", org="o", bucket="b", token_env="TEST_TOKEN"))  # type: ignore[call-arg]
+        sink2 = InfluxSink(
+            InfluxSettings(url=db.url, api="v2", org="o", bucket="b", token_env="TEST_TOKEN")
+        )  # type: ignore[call-arg]
         await sink2.write(["m v=1 1"])
         await sink1.close()
         await sink2.close()
         first, second = db.requests
-        assert first.path == "/write" and first.query["db"] == "db" and first.query["precision"] == "ns"
+        assert (
+            first.path == "/write"
+            and first.query["db"] == "db"
+            and first.query["precision"] == "ns"
+        )
         assert first.headers["Authorization"] == "Basic " + base64.b64encode(b"u:pw").decode()
-        assert second.path == "/api/v2/write" and second.query["bucket"] == "b" and second.query["org"] == "o"
+        assert (
+            second.path == "/api/v2/write"
+            and second.query["bucket"] == "b"
+            and second.query["org"] == "o"
+        )
         assert second.headers["Authorization"] == "Token tok"
 
 
@@ -79,23 +89,34 @@ async def test_unreachable_database_is_retryable() -> None:
     await sink.close()
 
 
-async def test_flusher_keeps_the_batch_through_503s_and_dead_letters_only_rejected_lines(tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_flusher_keeps_the_batch_through_503s_and_dead_letters_only_rejected_lines(
+    tmp_path,
+) -> None:  # type: ignore[no-untyped-def]
     async with fake_database() as db:
         db.script = [(503, {"Retry-After": "0"}), (429, {})]
-        settings = parse_settings({
-            "influx": {"url": db.url, "api": "v2", "bucket": "b"},
-            "batch": {"max_lines": 50, "flush_interval_s": 0.05, "retry_initial_s": 0.01, "retry_max_s": 0.05},
-            "deadletter": {"path": str(tmp_path / "dl.jsonl")},
-            "mqtt": {"topics": ["#"]},
-            "routes": [{"topic": "s/{device}/{measurement}"}],
-        })
+        settings = parse_settings(
+            {
+                "influx": {"url": db.url, "api": "v2", "bucket": "b"},
+                "batch": {
+                    "max_lines": 50,
+                    "flush_interval_s": 0.05,
+                    "retry_initial_s": 0.01,
+                    "retry_max_s": 0.05,
+                },
+                "deadletter": {"path": str(tmp_path / "dl.jsonl")},
+                "mqtt": {"topics": ["#"]},
+                "routes": [{"topic": "s/{device}/{measurement}"}],
+            }
+        )
         service = Service(settings)
         for i in range(20):
             measurement = "BAD" if i == 5 else "t"
-            service.pipeline.handle(RawMessage(f"s/d{i}/{measurement}", f'{{"v": {i}, "ts": {i + 1}}}'.encode(), 1))
+            service.pipeline.handle(
+                RawMessage(f"s/d{i}/{measurement}", f'{{"v": {i}, "ts": {i + 1}}}'.encode(), 1)
+            )
         flush = asyncio.create_task(service.flush_forever())
         deadline = time.monotonic() + 5
-        while len(db.stored) < 19 and time.monotonic() < deadline:
+        while len(db.stored) < 19 and time.monotonic() < deadline:  # noqa: ASYNC110 - bounded poll
             await asyncio.sleep(0.01)
         service.buffer.close_intake()
         await asyncio.wait_for(flush, 5)
@@ -105,4 +126,8 @@ async def test_flusher_keeps_the_batch_through_503s_and_dead_letters_only_reject
     assert service.telemetry.batches["retried"] == 2
     assert service.telemetry.dropped == {"rejected_by_sink": 1}
     letters = (tmp_path / "dl.jsonl").read_text().splitlines()
-    assert len(letters) == 1 and '"topic":"s/d5/BAD"' in letters[0] and '"line":"BAD,device=d5' in letters[0]
+    assert (
+        len(letters) == 1
+        and '"topic":"s/d5/BAD"' in letters[0]
+        and '"line":"BAD,device=d5' in letters[0]
+    )

@@ -42,12 +42,16 @@ def test_invalid_timestamps_are_rejected(value: object) -> None:
         to_ns(value)
 
 
-@given(st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1)),
-       st.integers(min_value=0, max_value=999))
+@given(
+    st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1)),
+    st.integers(min_value=0, max_value=999),
+)
 def test_iso_strings_round_trip_to_the_nanosecond(moment: datetime, extra_ns: int) -> None:
     moment = moment.replace(tzinfo=UTC)
     text = moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{moment.microsecond:06d}{extra_ns:03d}Z"
-    expected = (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1) * 1000 + extra_ns
+    expected = (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(
+        microseconds=1
+    ) * 1000 + extra_ns
     assert to_ns(text) == expected
 
 

@@ -15,15 +15,21 @@ from ingestd.routes import compile_routes
 from ingestd.telemetry import Telemetry
 from ingestd.transform import FieldTypes, coerce
 
-SETTINGS = parse_settings({
-    "mqtt": {"topics": ["#"]},
-    "influx": {"api": "v1", "database": "db"},
-    "routes": [
-        {"topic": "sensors/{device}/{measurement}"},
-        {"topic": "obj/{device}", "format": "object", "measurement": "obj",
-         "types": {"battery": "float", "count": "int", "relay": "bool"}},
-    ],
-})
+SETTINGS = parse_settings(
+    {
+        "mqtt": {"topics": ["#"]},
+        "influx": {"api": "v1", "database": "db"},
+        "routes": [
+            {"topic": "sensors/{device}/{measurement}"},
+            {
+                "topic": "obj/{device}",
+                "format": "object",
+                "measurement": "obj",
+                "types": {"battery": "float", "count": "int", "relay": "bool"},
+            },
+        ],
+    }
+)
 
 
 def make_pipeline() -> tuple[Pipeline, MemoryBuffer, list[DeadLetter]]:
@@ -40,7 +46,9 @@ def lines_for(pipeline: Pipeline, topic: str, payload: bytes) -> list[str] | Non
 def test_a_field_keeps_float_type_when_a_device_sends_ints_after_floats() -> None:
     pipeline, _, _ = make_pipeline()
     assert lines_for(pipeline, "sensors/d/t", b"21.5") == ["t,device=d value=21.5 1"]
-    assert lines_for(pipeline, "sensors/d/t", b"22") == ["t,device=d value=22 1"]  # float 22.0, no 'i'
+    assert lines_for(pipeline, "sensors/d/t", b"22") == [
+        "t,device=d value=22 1"
+    ]  # float 22.0, no 'i'
 
 
 def test_a_field_first_seen_as_bool_rejects_numbers_later() -> None:
@@ -61,12 +69,16 @@ def test_configured_types_coerce_numeric_strings_and_on_off() -> None:
 
 def test_strings_that_look_like_numbers_stay_strings_unless_configured() -> None:
     pipeline, _, _ = make_pipeline()
-    assert lines_for(pipeline, "obj/m", b'{"ADCO": "021528603314"}') == ['obj,device=m ADCO="021528603314" 1']
+    assert lines_for(pipeline, "obj/m", b'{"ADCO": "021528603314"}') == [
+        'obj,device=m ADCO="021528603314" 1'
+    ]
 
 
 def test_nested_objects_and_arrays_flatten_with_dots_and_nulls_are_skipped() -> None:
     pipeline, _, _ = make_pipeline()
-    lines = lines_for(pipeline, "obj/t", b'{"ENERGY": {"Power": [23.63, 67.17], "Total": 1.5}, "x": null}')
+    lines = lines_for(
+        pipeline, "obj/t", b'{"ENERGY": {"Power": [23.63, 67.17], "Total": 1.5}, "x": null}'
+    )
     assert lines == ["obj,device=t ENERGY.Power.0=23.63,ENERGY.Power.1=67.17,ENERGY.Total=1.5 1"]
 
 
@@ -77,17 +89,35 @@ def test_field_types_memory_is_bounded() -> None:
     assert len(types) == 2
 
 
-@pytest.mark.parametrize(("value", "wanted", "expected"), [
-    (1, "float", 1.0), ("2.5", "float", 2.5), (4.0, "int", 4), ("7", "int", 7), ("off", "bool", False),
-    (1, "bool", True), (True, "string", "true"), (2.5, "string", "2.5"),
-])
+@pytest.mark.parametrize(
+    ("value", "wanted", "expected"),
+    [
+        (1, "float", 1.0),
+        ("2.5", "float", 2.5),
+        (4.0, "int", 4),
+        ("7", "int", 7),
+        ("off", "bool", False),
+        (1, "bool", True),
+        (True, "string", "true"),
+        (2.5, "string", "2.5"),
+    ],
+)
 def test_coerce_is_lossless(value: object, wanted: str, expected: object) -> None:
     got = coerce("k", value, wanted)  # type: ignore[arg-type]
     assert got == expected and type(got) is type(expected)
 
 
-@pytest.mark.parametrize(("value", "wanted"), [(True, "float"), ("abc", "float"), (1.5, "int"),
-                                               (2**64, "int"), ("maybe", "bool"), (2, "bool")])
+@pytest.mark.parametrize(
+    ("value", "wanted"),
+    [
+        (True, "float"),
+        ("abc", "float"),
+        (1.5, "int"),
+        (2**64, "int"),
+        ("maybe", "bool"),
+        (2, "bool"),
+    ],
+)
 def test_coerce_refuses_lossy_conversions(value: object, wanted: str) -> None:
     with pytest.raises(MessageRejected):
         coerce("k", value, wanted)  # type: ignore[arg-type]
@@ -95,7 +125,9 @@ def test_coerce_refuses_lossy_conversions(value: object, wanted: str) -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4)
+    ),
     max_leaves=30,
 )
 

@@ -22,8 +22,13 @@ def test_fahrenheit_to_celsius_is_exact_at_known_points() -> None:
 
 @pytest.mark.parametrize(
     ("spec", "value", "expected"),
-    [("mV -> V", 2950.0, 2.95), ("Pa -> hPa", 100120.0, 1001.2), ("kPa -> hPa", 101.3, 1013.0),
-     ("W*min -> Wh", 60.0, 1.0), ("degC->K", 0.0, 273.15)],
+    [
+        ("mV -> V", 2950.0, 2.95),
+        ("Pa -> hPa", 100120.0, 1001.2),
+        ("kPa -> hPa", 101.3, 1013.0),
+        ("W*min -> Wh", 60.0, 1.0),
+        ("degC->K", 0.0, 273.15),
+    ],
 )
 def test_conversion_matches_known_values(spec: str, value: float, expected: float) -> None:
     assert parse_conversion(spec, "k").apply(value) == pytest.approx(expected, rel=1e-15)
@@ -37,7 +42,9 @@ def test_bad_unit_spec_is_a_config_error_naming_the_key(spec: str) -> None:
 
 
 @given(
-    st.sampled_from(["degF -> degC", "mV -> V", "Pa -> hPa", "degC -> degF", "kWh -> Wh", "inch -> mm"]),
+    st.sampled_from(
+        ["degF -> degC", "mV -> V", "Pa -> hPa", "degC -> degF", "kWh -> Wh", "inch -> mm"]
+    ),
     st.floats(min_value=-1e9, max_value=1e9, allow_nan=False),
 )
 def test_conversion_agrees_with_pint(spec: str, value: float) -> None:

@@ -1,4 +1,4 @@
-"""Real servers for tests, on free loopback ports, stopped afterwards.
+"""Real servers on free loopback ports, started and stopped by PID: for the tests and `ingestd local`.
 
 Where a Docker engine answers, testcontainers runs eclipse-mosquitto 2 and influxdb 2.7 so the v2
 path is tested against InfluxDB 2 itself. Without one (as in CI here), Debian's binaries run:
@@ -17,7 +17,6 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,10 +44,12 @@ def port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def http(method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+def http(
+    method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
     request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
@@ -58,7 +59,12 @@ def docker_available() -> bool:
     if shutil.which("docker") is None:
         return False
     try:
-        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
+        return (
+            subprocess.run(
+                ["docker", "info"], capture_output=True, timeout=10, check=False
+            ).returncode
+            == 0
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
 
@@ -79,12 +85,18 @@ class Process:
 
     def start(self, timeout_s: float = 30) -> None:
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, cwd=self.workdir)
+            self.proc = subprocess.Popen(
+                self.argv, stdout=out, stderr=subprocess.STDOUT, cwd=self.workdir
+            )
         try:
-            wait_until(lambda: self.proc.poll() is None and port_open(self.port), timeout_s, self.name)  # type: ignore[union-attr]
+            wait_until(
+                lambda: self.proc.poll() is None and port_open(self.port), timeout_s, self.name
+            )  # type: ignore[union-attr]
         except TimeoutError:
             self.stop()
-            raise RuntimeError(f"{self.name} did not start:\n{self.log.read_text()[-2000:]}") from None
+            raise RuntimeError(
+                f"{self.name} did not start:\n{self.log.read_text()[-2000:]}"
+            ) from None
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -98,21 +110,28 @@ class Process:
 
 
 class Mosquitto(Process):
-    def __init__(self, workdir: Path) -> None:
-        port = free_port()
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        port = port or free_port()
         conf = workdir / "mosquitto.conf"
         conf.write_text(
             f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
             # a slow subscriber must not lose QoS 1 messages to the default 1000-message queue
             "max_queued_messages 1000000\nmax_queued_bytes 0\n"
         )
-        super().__init__([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(conf)], workdir, port, "mosquitto")
+        super().__init__(
+            [shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(conf)],
+            workdir,
+            port,
+            "mosquitto",
+        )
 
 
 class Database:
     """What a test needs of a database: ingestd settings for it, and the points it holds."""
 
     api: str
+    url: str
+    name: str
 
     def influx_settings(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -143,7 +162,12 @@ class InfluxDB1(Process, Database):
             f'[http]\n  bind-address = "127.0.0.1:{port}"\n  log-enabled = false\n'
             "[monitor]\n  store-enabled = false\n"
         )
-        super().__init__([shutil.which("influxd") or "/usr/bin/influxd", "-config", str(conf)], workdir, port, "influxd")
+        super().__init__(
+            [shutil.which("influxd") or "/usr/bin/influxd", "-config", str(conf)],
+            workdir,
+            port,
+            "influxd",
+        )
         self.url = f"http://127.0.0.1:{port}"
 
     def start(self, timeout_s: float = 30) -> None:
@@ -178,12 +202,14 @@ class InfluxDB1(Process, Database):
             for row in series["values"]:
                 values = dict(zip(columns, row, strict=True))
                 time_ns = values.pop("time")
-                points.append({
-                    "measurement": series["name"],
-                    "tags": {k: v for k, v in series.get("tags", {}).items() if v != ""},
-                    "fields": {k: v for k, v in values.items() if v is not None},
-                    "time_ns": time_ns,
-                })
+                points.append(
+                    {
+                        "measurement": series["name"],
+                        "tags": {k: v for k, v in series.get("tags", {}).items() if v != ""},
+                        "fields": {k: v for k, v in values.items() if v is not None},
+                        "time_ns": time_ns,
+                    }
+                )
         return points
 
 
@@ -195,16 +221,27 @@ class VictoriaMetrics(Process, Database):
     def __init__(self, workdir: Path) -> None:
         port = free_port()
         super().__init__(
-            [shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics",
-             f"-httpListenAddr=127.0.0.1:{port}", f"-storageDataPath={workdir / 'vm'}",
-             "-retentionPeriod=100y", "-search.latencyOffset=0s", "-loggerLevel=ERROR"],
-            workdir, port, "victoria-metrics",
+            [
+                shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics",
+                f"-httpListenAddr=127.0.0.1:{port}",
+                f"-storageDataPath={workdir / 'vm'}",
+                "-retentionPeriod=100y",
+                "-search.latencyOffset=0s",
+                "-loggerLevel=ERROR",
+            ],
+            workdir,
+            port,
+            "victoria-metrics",
         )
         self.url = f"http://127.0.0.1:{port}"
 
     def start(self, timeout_s: float = 30) -> None:
         Process.start(self, timeout_s)
-        wait_until(lambda: http("GET", f"{self.url}/health")[0] == 200, timeout_s, "victoria-metrics health")
+        wait_until(
+            lambda: http("GET", f"{self.url}/health")[0] == 200,
+            timeout_s,
+            "victoria-metrics health",
+        )
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         Process.stop(self, sig)

@@ -1,0 +1,1 @@
+"""Benchmarks run with `pytest benchmarks/`; never part of `pytest` (tests/)."""

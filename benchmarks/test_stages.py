@@ -1,0 +1,106 @@
+"""Stage micro-benchmarks: µs per message for decode+validate, convert, encode and the whole
+inline pipeline, per payload format, over a seeded workload with 5% bad messages.
+
+    pytest benchmarks/test_stages.py -s            # prints the table, writes results/stages.json
+BENCH_SMOKE=1 makes it tiny (CI keeps the harness from rotting); medians of 5 repeats otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ingestd.buffer import MemoryBuffer
+from ingestd.config import parse_settings
+from ingestd.decode import parse_json
+from ingestd.encode import to_line
+from ingestd.pipeline import Pipeline
+from ingestd.records import RawMessage
+from ingestd.routes import compile_routes
+from ingestd.telemetry import Telemetry
+from ingestd.testing import ROUTES, TOPICS, workload
+from ingestd.transform import FieldTypes, to_points
+from ingestd.units import parse_conversion
+
+SMOKE = os.environ.get("BENCH_SMOKE") == "1"
+COUNT = 500 if SMOKE else 50_000
+REPEATS = 1 if SMOKE else 5
+RESULTS = Path(__file__).parent / "results"
+
+SETTINGS = parse_settings(
+    {"mqtt": {"topics": TOPICS}, "influx": {"api": "v1", "database": "db"}, "routes": ROUTES}
+)
+
+
+def us_per_call(fn: Callable[[], None], calls: int) -> float:
+    runs = []
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        fn()
+        runs.append((time.perf_counter() - start) / calls * 1e6)
+    return statistics.median(runs)
+
+
+def test_stage_costs() -> None:
+    messages = [RawMessage(m.topic, m.payload, 1) for m in workload(COUNT, 0.05)]
+    routes = compile_routes(SETTINGS)
+    results: dict[str, float] = {}
+
+    objects = [m.payload for m in messages if m.payload[:1] == b"{" and m.payload.endswith(b"}")]
+    results["decode (orjson)"] = us_per_call(lambda: [parse_json(p) for p in objects], len(objects))
+
+    routed = [(m, routes.match(m.topic)) for m in messages]
+    good = []
+    types = FieldTypes()
+    for message, match in routed:
+        if match is None:
+            continue
+        try:
+            to_points(match[0], match[1], message.payload, 1, types)
+            good.append((message, match))
+        except Exception:  # noqa: BLE001, S112 - bad messages are measured in the pipeline row
+            continue
+
+    def transform_all() -> None:
+        for message, (route, segments) in good:
+            to_points(route, segments, message.payload, 1, types)
+
+    results["route match"] = us_per_call(lambda: [routes.match(m.topic) for m in messages], COUNT)
+    results["decode+validate+convert (to_points, good only)"] = us_per_call(transform_all, len(good))
+    conversion = parse_conversion("degF -> degC", "k")
+    values = [float(i) for i in range(COUNT)]
+    results["unit conversion (one field)"] = us_per_call(
+        lambda: [conversion.apply(v) for v in values], COUNT
+    )
+    points = [p for message, (route, seg) in good for p in to_points(route, seg, message.payload, 1, types)]
+    results["encode (to_line)"] = us_per_call(lambda: [to_line(p) for p in points], len(points))
+
+    for kind in ("value", "value_ms", "bare", "telemetry", "ruuvi", "bad"):
+        subset = [RawMessage(m.topic, m.payload, 1) for m in workload(COUNT, 0.05) if m.kind == kind]
+        pipeline = Pipeline(routes, MemoryBuffer(10**9), Telemetry(), lambda _d: None, 65536)
+        results[f"pipeline.handle: {kind}"] = us_per_call(
+            lambda p=pipeline, s=subset: [p.handle(m) for m in s], len(subset)
+        )
+
+    pipeline = Pipeline(routes, MemoryBuffer(10**9), Telemetry(), lambda _d: None, 65536)
+    results["pipeline.handle: mixed, 5% bad"] = us_per_call(
+        lambda: [pipeline.handle(m) for m in messages], COUNT
+    )
+
+    width = max(len(k) for k in results)
+    print(f"\n{'stage':<{width}}  µs/message (median of {REPEATS})")
+    for name, value in results.items():
+        print(f"{name:<{width}}  {value:8.2f}")
+    assert all(v > 0 for v in results.values())
+    if not SMOKE:
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "stages.json").write_text(json.dumps({
+            "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                        "python": platform.python_version()},
+            "messages": COUNT, "repeats": REPEATS, "us_per_message": results,
+        }, indent=2) + "\n")
