@@ -63,7 +63,7 @@ def test_stage_costs() -> None:
         try:
             to_points(match[0], match[1], message.payload, 1, types)
             good.append((message, match))
-        except Exception:  # noqa: BLE001, S112 - bad messages are measured in the pipeline row
+        except Exception:
             continue
 
     def transform_all() -> None:
@@ -71,17 +71,25 @@ def test_stage_costs() -> None:
             to_points(route, segments, message.payload, 1, types)
 
     results["route match"] = us_per_call(lambda: [routes.match(m.topic) for m in messages], COUNT)
-    results["decode+validate+convert (to_points, good only)"] = us_per_call(transform_all, len(good))
+    results["decode+validate+convert (to_points, good only)"] = us_per_call(
+        transform_all, len(good)
+    )
     conversion = parse_conversion("degF -> degC", "k")
     values = [float(i) for i in range(COUNT)]
     results["unit conversion (one field)"] = us_per_call(
         lambda: [conversion.apply(v) for v in values], COUNT
     )
-    points = [p for message, (route, seg) in good for p in to_points(route, seg, message.payload, 1, types)]
+    points = [
+        p
+        for message, (route, seg) in good
+        for p in to_points(route, seg, message.payload, 1, types)
+    ]
     results["encode (to_line)"] = us_per_call(lambda: [to_line(p) for p in points], len(points))
 
     for kind in ("value", "value_ms", "bare", "telemetry", "ruuvi", "bad"):
-        subset = [RawMessage(m.topic, m.payload, 1) for m in workload(COUNT, 0.05) if m.kind == kind]
+        subset = [
+            RawMessage(m.topic, m.payload, 1) for m in workload(COUNT, 0.05) if m.kind == kind
+        ]
         pipeline = Pipeline(routes, MemoryBuffer(10**9), Telemetry(), lambda _d: None, 65536)
         results[f"pipeline.handle: {kind}"] = us_per_call(
             lambda p=pipeline, s=subset: [p.handle(m) for m in s], len(subset)
@@ -99,8 +107,19 @@ def test_stage_costs() -> None:
     assert all(v > 0 for v in results.values())
     if not SMOKE:
         RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "stages.json").write_text(json.dumps({
-            "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                        "python": platform.python_version()},
-            "messages": COUNT, "repeats": REPEATS, "us_per_message": results,
-        }, indent=2) + "\n")
+        (RESULTS / "stages.json").write_text(
+            json.dumps(
+                {
+                    "machine": {
+                        "cpu": platform.processor() or platform.machine(),
+                        "cores": os.cpu_count(),
+                        "python": platform.python_version(),
+                    },
+                    "messages": COUNT,
+                    "repeats": REPEATS,
+                    "us_per_message": results,
+                },
+                indent=2,
+            )
+            + "\n"
+        )

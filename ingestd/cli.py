@@ -39,11 +39,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--topic", help="an MQTT topic to try")
     check.add_argument("--payload", help="the payload to try with --topic (UTF-8 text)")
-    local = sub.add_parser("local", help="run broker, database and ingestd here, from system packages")
+    local = sub.add_parser(
+        "local", help="run broker, database and ingestd here, from system packages"
+    )
     local.add_argument("--workdir", type=Path, default=Path(".ingestd-local"))
-    local.add_argument("--api", choices=["v1", "v2"], default="v1",
-                       help="v1: InfluxDB 1.6 (Debian's influxdb); v2: VictoriaMetrics")
-    local.add_argument("--mqtt-port", type=int, default=1884, help="1883 is often the system broker")
+    local.add_argument(
+        "--api",
+        choices=["v1", "v2"],
+        default="v1",
+        help="v1: InfluxDB 1.6 (Debian's influxdb); v2: VictoriaMetrics",
+    )
+    local.add_argument(
+        "--mqtt-port", type=int, default=1884, help="1883 is often the system broker"
+    )
     local.add_argument("--http-port", type=int, default=9108)
     return parser
 

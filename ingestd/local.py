@@ -16,7 +16,9 @@ from ingestd.localservers import Database, InfluxDB1, Mosquitto, VictoriaMetrics
 from ingestd.testing import ROUTES, TOPICS
 
 
-def local_config(broker_port: int, database: Database, workdir: Path, http_port: int) -> dict[str, object]:
+def local_config(
+    broker_port: int, database: Database, workdir: Path, http_port: int
+) -> dict[str, object]:
     return {
         "mqtt": {"host": "127.0.0.1", "port": broker_port, "topics": TOPICS, "qos": 1},
         "influx": database.influx_settings(),

@@ -12,9 +12,15 @@ from typing import Any
 
 import pytest
 
+from ingestd.localservers import (
+    Database,
+    InfluxDB1,
+    Mosquitto,
+    VictoriaMetrics,
+    free_port,
+    wait_until,
+)
 from ingestd.testing import ROUTES, TOPICS
-
-from ingestd.localservers import Database, InfluxDB1, Mosquitto, VictoriaMetrics, free_port, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -12,9 +12,8 @@ from typing import Any
 import pytest
 
 from ingestd.deadletter import read_dead_letters
-from ingestd.testing import Expected, publish, workload
-
 from ingestd.localservers import Database, InfluxDB1, Mosquitto
+from ingestd.testing import Expected, publish, workload
 
 pytestmark = pytest.mark.integration
 
