@@ -89,9 +89,8 @@ class Process:
                 self.argv, stdout=out, stderr=subprocess.STDOUT, cwd=self.workdir
             )
         try:
-            wait_until(
-                lambda: self.proc.poll() is None and port_open(self.port), timeout_s, self.name
-            )  # type: ignore[union-attr]
+            proc = self.proc
+            wait_until(lambda: proc.poll() is None and port_open(self.port), timeout_s, self.name)
         except TimeoutError:
             self.stop()
             raise RuntimeError(
