@@ -9,6 +9,7 @@ protocol; started with -retentionPeriod=100y or it silently drops old timestamps
 from __future__ import annotations
 
 import contextlib
+import getpass
 import json
 import shutil
 import signal
@@ -109,11 +110,18 @@ class Process:
 
 
 class Mosquitto(Process):
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    """`listener_options` are mosquitto.conf lines for the listener (TLS, auth); with none, the
+    broker allows anonymous clients."""
+
+    def __init__(self, workdir: Path, port: int | None = None, listener_options: str = "") -> None:
         port = port or free_port()
         conf = workdir / "mosquitto.conf"
         conf.write_text(
-            f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            # started as root, mosquitto would switch to the `mosquitto` user, who cannot read
+            # files in a private work directory: stay who we are
+            f"user {getpass.getuser()}\nper_listener_settings false\nlistener {port} 127.0.0.1\n"
+            + (listener_options or "allow_anonymous true\n")
+            + "persistence false\n"
             # a slow subscriber must not lose QoS 1 messages to the default 1000-message queue
             "max_queued_messages 1000000\nmax_queued_bytes 0\n"
         )

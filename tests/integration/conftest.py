@@ -110,7 +110,7 @@ class Ingestd:
         self.log = workdir / "ingestd.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, ready_timeout_s: float = 30) -> None:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "ingestd", "--config", str(self.config)],
@@ -118,7 +118,7 @@ class Ingestd:
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
-        wait_until(self.ready, 30, "ingestd /readyz")
+        wait_until(self.ready, ready_timeout_s, "ingestd /readyz")
 
     def ready(self) -> bool:
         assert self.proc is not None
@@ -172,10 +172,12 @@ class Ingestd:
 def ingestd_factory(tmp_path: Path) -> Iterator[Any]:
     started: list[Ingestd] = []
 
-    def make(broker: Mosquitto, influx: dict[str, Any], **overrides: Any) -> Ingestd:
+    def make(
+        broker: Mosquitto, influx: dict[str, Any], ready_timeout_s: float = 30, **overrides: Any
+    ) -> Ingestd:
         process = Ingestd(tmp_path, broker, influx, **overrides)
-        process.start()
         started.append(process)
+        process.start(ready_timeout_s)
         return process
 
     yield make
