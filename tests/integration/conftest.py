@@ -17,6 +17,7 @@ from ingestd.localservers import (
     InfluxDB1,
     Mosquitto,
     VictoriaMetrics,
+    docker_available,
     free_port,
     wait_until,
 )
@@ -35,7 +36,17 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
 
 @pytest.fixture(params=["v1", "v2"])
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    db: Database = InfluxDB1(tmp_path) if request.param == "v1" else VictoriaMetrics(tmp_path)
+    """v1: InfluxDB 1.6 from Debian. v2: InfluxDB 2.7 in a container where a Docker engine
+    answers, else VictoriaMetrics from Debian (it takes /api/v2/write)."""
+    db: Database
+    if request.param == "v1":
+        db = InfluxDB1(tmp_path)
+    elif docker_available():
+        from .containers import InfluxDB2Container
+
+        db = InfluxDB2Container()
+    else:
+        db = VictoriaMetrics(tmp_path)
     db.start()
     yield db
     db.stop()
