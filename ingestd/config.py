@@ -164,6 +164,17 @@ class RouteSettings(_Section):
 DEFAULT_ROUTES = (RouteSettings(topic="sensors/{device}/{measurement}", format="value"),)
 
 
+def filter_matches(topic_filter: str, topic: str) -> bool:
+    """MQTT topic-filter semantics: `+` is one level, a final `#` the rest (and the parent)."""
+    levels = topic.split("/")
+    for i, wanted in enumerate(topic_filter.split("/")):
+        if wanted == "#":
+            return True
+        if i >= len(levels) or (wanted != "+" and wanted != levels[i]):
+            return False
+    return len(levels) == len(topic_filter.split("/"))
+
+
 class Settings(_Section):
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     influx: InfluxSettings
@@ -174,6 +185,15 @@ class Settings(_Section):
     log: LogSettings = Field(default_factory=LogSettings)
     shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
     routes: list[RouteSettings] = Field(default_factory=lambda: list(DEFAULT_ROUTES))
+
+    @model_validator(mode="after")
+    def _deadletters_do_not_loop(self) -> Settings:
+        topic = self.deadletter.mqtt_topic
+        if topic and any(filter_matches(f, topic) for f in self.mqtt.topics):
+            raise ValueError(
+                f"deadletter.mqtt_topic {topic!r} is under mqtt.topics: ingestd would read its own dead letters"
+            )
+        return self
 
 
 def key_path(loc: tuple[int | str, ...]) -> str:

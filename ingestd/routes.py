@@ -184,13 +184,32 @@ def _compile_route(index: int, route: RouteSettings) -> Route:
     )
 
 
-class RouteTable:
-    """Compiled routes; `match` is on the hot path."""
+MAX_CACHED_TOPICS = 50_000
 
-    def __init__(self, routes: list[Route]) -> None:
+
+class RouteTable:
+    """Compiled routes; `match` is on the hot path. Devices publish to the same topics again and
+    again, so matches are cached per topic; the cache is cleared when it reaches its bound, so a
+    publisher inventing topics costs time, never memory."""
+
+    def __init__(self, routes: list[Route], max_cached: int = MAX_CACHED_TOPICS) -> None:
         self.routes = routes
+        self._cache: dict[str, tuple[Route, dict[str, str]] | None] = {}
+        self._max_cached = max_cached
 
     def match(self, topic: str) -> tuple[Route, dict[str, str]] | None:
+        """The first route matching `topic` and its named levels (shared: do not mutate)."""
+        try:
+            return self._cache[topic]
+        except KeyError:
+            pass
+        found = self._match(topic)
+        if len(self._cache) >= self._max_cached:
+            self._cache.clear()
+        self._cache[topic] = found
+        return found
+
+    def _match(self, topic: str) -> tuple[Route, dict[str, str]] | None:
         levels = topic.split("/")
         for route in self.routes:
             segments = route.template.match(levels)

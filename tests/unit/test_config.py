@@ -60,6 +60,7 @@ def test_no_routes_means_the_p4n4_convention() -> None:
             "routes[0].timezone",
         ),
         ({**V1, "batch": {"max_lines": 10, "buffer_max_lines": 5}}, "batch"),
+        ({**V1, "deadletter": {"mqtt_topic": "sensors/deadletters"}}, ""),
     ],
 )
 def test_every_config_error_names_its_key(data: dict[str, object], key: str) -> None:

@@ -48,3 +48,17 @@ def test_template_matches_named_levels(
 )
 def test_template_coverage_by_subscription(template: str, topic_filter: str, covered: bool) -> None:
     assert TopicTemplate.parse(template, "k").covered_by(topic_filter) is covered
+
+
+def test_route_cache_is_bounded_and_keeps_answers_right() -> None:
+    from ingestd.config import parse_settings
+    from ingestd.routes import RouteTable, compile_routes
+
+    routes = compile_routes(parse_settings({"influx": {"api": "v1", "database": "d"}})).routes
+    table = RouteTable(routes, max_cached=3)
+    for i in range(10):
+        match = table.match(f"sensors/dev-{i}/t")
+        assert match is not None and match[1] == {"device": f"dev-{i}", "measurement": "t"}
+        assert len(table._cache) <= 3
+    assert table.match("elsewhere/x") is None
+    assert table.match("elsewhere/x") is None
