@@ -37,6 +37,16 @@ SETTINGS = parse_settings(
 )
 
 
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def us_per_call(fn: Callable[[], None], calls: int) -> float:
     runs = []
     for _ in range(REPEATS):
