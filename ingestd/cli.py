@@ -148,6 +148,8 @@ def run_cli(argv: list[str] | None = None) -> int:
 
         try:
             return run_local(args.workdir, args.api, args.mqtt_port, args.http_port)
+        except KeyboardInterrupt:  # Ctrl-C while the servers start: they are stopped already
+            return EXIT_OK
         except (RuntimeError, OSError) as exc:
             print(f"ingestd local: {exc}", file=sys.stderr)
             return EXIT_CHECK_FAILED
