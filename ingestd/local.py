@@ -32,6 +32,7 @@ def run_local(workdir: Path, api: str, mqtt_port: int, http_port: int) -> int:
     from ingestd.logs import configure_logging
     from ingestd.service import Service
 
+    workdir = workdir.resolve()  # the servers run with it as their cwd
     workdir.mkdir(parents=True, exist_ok=True)
     broker = Mosquitto(workdir, port=mqtt_port or None)
     database: Database = InfluxDB1(workdir) if api == "v1" else VictoriaMetrics(workdir)
