@@ -6,7 +6,8 @@
                                                     print the line protocol, or the drop reason
   ingestd local [--api v1|v2]                       broker + database + ingestd, no Docker
 
-Exit codes: 0 clean shutdown / check passed, 1 check found a problem, 2 bad configuration.
+Exit codes: 0 clean shutdown / check passed, 1 check found a problem or a task died,
+2 bad configuration.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ingestd.errors import ConfigError, IngestdError
 
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
+EXIT_FAILED = 1  # the daemon stopped because a task died of an unexpected error
 EXIT_CONFIG = 2
 
 
@@ -62,18 +64,19 @@ def _run(settings: Settings) -> int:
 
     configure_logging(settings.log.format, settings.log.level)
 
-    async def main() -> None:
+    async def main() -> bool:
         service = Service(settings)
         service.install_signal_handlers()
         await service.run()
+        return service.failed
 
     try:
         import uvloop
     except ImportError:
-        asyncio.run(main())
+        failed = asyncio.run(main())
     else:
-        uvloop.run(main())
-    return EXIT_OK
+        failed = uvloop.run(main())
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 async def _connect(settings: Settings) -> list[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from ingestd.buffer import MemoryBuffer
+from ingestd.buffer import BufferClosed, MemoryBuffer
 from ingestd.encode import to_line
 from ingestd.errors import DropReason, MessageRejected
 from ingestd.logs import get_logger
@@ -65,7 +65,10 @@ class Pipeline:
         if lines is None:
             self.telemetry.messages_ignored += 1
             return
-        self.buffer.put(lines, message)
+        try:
+            self.buffer.put(lines, message)
+        except BufferClosed:  # arrived during shutdown, after intake closed
+            self.reject(message, DropReason.UNWRITTEN_AT_SHUTDOWN, "arrived after intake closed")
 
     def reject(
         self, message: RawMessage, reason: str, detail: str, line: str | None = None

@@ -79,6 +79,7 @@ class Service:
         self._last_write_failed = False
         self._stopping = asyncio.Event()
         self.started = asyncio.Event()
+        self.failed = False  # a task died of an unexpected error: exit non-zero after shutdown
 
     def _publish_dead_letter(self, data: bytes) -> None:
         topic = self.settings.deadletter.mqtt_topic
@@ -160,6 +161,7 @@ class Service:
         done, _ = await asyncio.wait({ingest, flush, stopping}, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             if task is not stopping and task.exception() is not None:
+                self.failed = True
                 self.log.error("task_failed", task=task.get_name(), error=repr(task.exception()))
         # 1. stop the source
         self.source.stop()

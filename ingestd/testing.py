@@ -17,7 +17,7 @@ import orjson
 
 BASE_S = 1_700_000_000
 
-# The config the workload is written for (see examples/ingest.toml).
+# The routes the workload is written for (the same as in compose/ingest.toml).
 ROUTES: list[dict[str, Any]] = [
     {"topic": "sensors/{device}/{measurement}", "format": "value"},
     {
