@@ -23,6 +23,14 @@ class Batch:
     def __len__(self) -> int:
         return len(self.lines)
 
+    def messages(self) -> list[RawMessage]:
+        """Each message once, in order (a message's lines are contiguous)."""
+        out: list[RawMessage] = []
+        for origin in self.origins:
+            if not out or out[-1] is not origin:
+                out.append(origin)
+        return out
+
 
 class BufferClosed(Exception):
     """Intake is closed: the service is shutting down."""
@@ -32,8 +40,12 @@ class MemoryBuffer:
     """Bounded FIFO of lines. `put` never blocks (it is called inline from the MQTT read path);
     instead the source checks `full` after each message and stops reading until `wait_for_space`."""
 
-    def __init__(self, max_lines: int, resume_ratio: float = 0.5) -> None:
+    def __init__(self, max_lines: int, resume_ratio: float = 0.5, ack_window: int = 0) -> None:
         self.max_lines = max_lines
+        # With acks after storage the broker stops sending once `ack_window` messages await their
+        # ack, so that many waiting messages make a batch ready at once (0: no such trigger).
+        self.ack_window = ack_window
+        self._unacked_waiting = 0
         self._resume_at = int(max_lines * resume_ratio)
         self._lines: deque[str] = deque()
         self._origins: deque[RawMessage] = deque()
@@ -53,6 +65,10 @@ class MemoryBuffer:
         self._lines.extend(lines)
         self._origins.extend([origin] * len(lines))
         self._nonempty.set()
+        if origin.mid:
+            self._unacked_waiting += 1
+            if self._unacked_waiting >= self.ack_window > 0:
+                self._ready.set()
         if len(self._lines) >= self._batch_size:
             self._ready.set()
         if self.full:
@@ -94,7 +110,11 @@ class MemoryBuffer:
                 return None
             self._nonempty.clear()
             await self._nonempty.wait()
-        if len(self._lines) < max_lines and not self._closed:
+        if (
+            len(self._lines) < max_lines
+            and not self._closed
+            and not (self._unacked_waiting >= self.ack_window > 0)
+        ):
             self._ready.clear()
             try:
                 async with asyncio.timeout(wait_s):
@@ -104,11 +124,16 @@ class MemoryBuffer:
         return self.take(max_lines)
 
     def take(self, max_lines: int) -> Batch:
-        count = min(max_lines, len(self._lines))
+        """Up to `max_lines` lines, never splitting a message: once a batch is settled, every
+        message in it is settled, so it can be acknowledged."""
+        lines, origins = self._lines, self._origins
+        count = min(max_lines, len(lines))
+        while count < len(lines) and origins[count] is origins[count - 1]:
+            count += 1
         batch = Batch(
-            [self._lines.popleft() for _ in range(count)],
-            [self._origins.popleft() for _ in range(count)],
+            [lines.popleft() for _ in range(count)], [origins.popleft() for _ in range(count)]
         )
+        self._unacked_waiting -= sum(1 for m in batch.messages() if m.mid)
         self._in_flight += count
         return batch
 
@@ -120,6 +145,7 @@ class MemoryBuffer:
         """The batch could not be written now: put it back in front, in order."""
         self._lines.extendleft(reversed(batch.lines))
         self._origins.extendleft(reversed(batch.origins))
+        self._unacked_waiting += sum(1 for m in batch.messages() if m.mid)
         self._in_flight -= len(batch)
 
     def drain(self) -> Batch:

@@ -54,6 +54,12 @@ class MqttSettings(_Section):
     key_file: Path | None = None
     reconnect_min_s: PositiveFloat = 0.5
     reconnect_max_s: PositiveFloat = 30.0
+    # QoS 1: acknowledge a message only once it is stored (after_write), or on receipt as most
+    # clients do. Stored means written to the database or dead-lettered.
+    ack: Literal["after_write", "on_receipt"] = "after_write"
+    # The broker's in-flight window (mosquitto's max_inflight_messages, 20 by default): it sends
+    # no more until we ack, so a write is committed as soon as this many messages await an ack.
+    max_inflight: int = Field(20, ge=1, le=65535)
 
     @model_validator(mode="after")
     def _client_cert_pairs(self) -> MqttSettings:

@@ -27,12 +27,17 @@ class Pipeline:
         telemetry: Telemetry,
         dead_letter: Callable[[DeadLetter], None],
         max_payload_bytes: int,
+        *,
+        settled: Callable[[RawMessage], None] = lambda _message: None,
     ) -> None:
         self.routes = routes
         self.buffer = buffer
         self.telemetry = telemetry
         self.dead_letter = dead_letter
         self.max_payload_bytes = max_payload_bytes
+        # called once a message that never reaches the buffer is stored (dead-lettered) or
+        # ignored: the service acknowledges it to the broker
+        self.settled = settled
         self.field_types = FieldTypes()
 
     def to_lines(self, message: RawMessage) -> list[str] | None:
@@ -64,6 +69,7 @@ class Pipeline:
             return
         if lines is None:
             self.telemetry.messages_ignored += 1
+            self.settled(message)
             return
         try:
             self.buffer.put(lines, message)
@@ -71,9 +77,15 @@ class Pipeline:
             self.reject(message, DropReason.UNWRITTEN_AT_SHUTDOWN, "arrived after intake closed")
 
     def reject(
-        self, message: RawMessage, reason: str, detail: str, line: str | None = None
+        self,
+        message: RawMessage,
+        reason: str,
+        detail: str,
+        line: str | None = None,
+        settle: bool = True,
     ) -> None:
-        """Count, log (rate-limited) and dead-letter one message, or one line of it."""
+        """Count, log (rate-limited) and dead-letter one message, or one line of it. `settle=False`
+        when the message is settled some other way (its batch, or the broker keeps it)."""
         self.telemetry.message_dropped(reason, message, detail)
         self.dead_letter(
             DeadLetter(
@@ -86,3 +98,5 @@ class Pipeline:
                 line=line,
             )
         )
+        if settle:
+            self.settled(message)

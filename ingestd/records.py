@@ -15,6 +15,11 @@ class RawMessage:
     payload: bytes
     received_ns: int
     retain: bool = False
+    # what acknowledging it to the broker takes: packet id (0: nothing to ack, QoS 0), QoS, and
+    # the connection it arrived on (an ack is only valid on that connection)
+    mid: int = 0
+    qos: int = 0
+    connection: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,7 +48,11 @@ class Service:
         self.log = get_logger()
         self.telemetry = Telemetry(registry, settings.deadletter.log_interval_s)
         routes = compile_routes(settings)
-        self.buffer = MemoryBuffer(settings.batch.buffer_max_lines)
+        acks_after_write = settings.mqtt.ack == "after_write" and settings.mqtt.qos > 0
+        self.buffer = MemoryBuffer(
+            settings.batch.buffer_max_lines,
+            ack_window=settings.mqtt.max_inflight if acks_after_write else 0,
+        )
         self.telemetry.buffer_gauge = lambda: (self.buffer.fill, self.buffer.max_lines)
         dl = settings.deadletter
         self.dead_letters = DeadLetterFile(
@@ -63,6 +67,7 @@ class Service:
             self.telemetry,
             self.dead_letters.write,
             settings.limits.max_payload_bytes,
+            settled=self._settle_unbuffered,
         )
         self.sink = InfluxSink(settings.influx)
         self.source = MqttSource(
@@ -80,6 +85,13 @@ class Service:
         self._stopping = asyncio.Event()
         self.started = asyncio.Event()
         self.failed = False  # a task died of an unexpected error: exit non-zero after shutdown
+
+    def _settle_unbuffered(self, message: RawMessage) -> None:
+        """A message that was dead-lettered or ignored: ack once the dead letter is with the OS
+        (it survives a crash of ingestd; fsync is left to the OS, for SD cards' sake)."""
+        if message.mid:
+            self.dead_letters.flush()
+            self.source.ack([message])
 
     def _publish_dead_letter(self, data: bytes) -> None:
         topic = self.settings.deadletter.mqtt_topic
@@ -104,7 +116,10 @@ class Service:
                 DropReason.REJECTED_BY_SINK,
                 rejection.detail,
                 line=batch.lines[rejection.index],
+                settle=False,  # its batch settles it
             )
+        if rejected:
+            self.dead_letters.flush()
         self.telemetry.batch_written(len(batch), len(rejected), time.perf_counter() - started)
 
     async def flush_forever(self) -> None:
@@ -128,6 +143,7 @@ class Service:
             attempt = 0
             self._last_write_failed = False
             self.buffer.accept(batch)
+            self.source.ack(batch.messages())
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -163,13 +179,9 @@ class Service:
             if task is not stopping and task.exception() is not None:
                 self.failed = True
                 self.log.error("task_failed", task=task.get_name(), error=repr(task.exception()))
-        # 1. stop the source
-        self.source.stop()
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(5):
-                await ingest
-        ingest.cancel()
-        # 2. close intake, 3. drain until the deadline
+        # 1. stop reading (still connected, so what is drained can be acked)
+        self.source.close_intake()
+        # 2. close buffer intake, 3. drain until the deadline
         self.buffer.close_intake()
         try:
             async with asyncio.timeout(s.shutdown.drain_timeout_s):
@@ -178,12 +190,27 @@ class Service:
             flush.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await flush
-        # 4. count and dead-letter what is left
+        # 4. count what is left: unacked QoS 1 messages stay with the broker, which redelivers
+        #    them to our session; the rest is dead-lettered
         left = self.buffer.drain()
+        left_with_broker = 0
+        for message in left.messages():
+            if message.mid:
+                left_with_broker += 1
         for line, origin in zip(left.lines, left.origins, strict=True):
-            self.pipeline.reject(
-                origin, DropReason.UNWRITTEN_AT_SHUTDOWN, "drain timeout", line=line
-            )
+            if not origin.mid:
+                self.pipeline.reject(
+                    origin,
+                    DropReason.UNWRITTEN_AT_SHUTDOWN,
+                    "drain timeout",
+                    line=line,
+                    settle=False,
+                )
+        self.source.stop()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(5):
+                await ingest
+        ingest.cancel()
         # 5. close the sink and the rest
         await self.sink.close()
         dl_flush.cancel()
@@ -199,7 +226,8 @@ class Service:
             ignored=t.messages_ignored,
             dropped=t.dropped_total,
             dropped_by_reason=dict(t.dropped),
-            unwritten=len(left),
+            unwritten_lines=len(left),
+            left_with_broker=left_with_broker,
         )
 
     def install_signal_handlers(self) -> None:

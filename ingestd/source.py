@@ -37,10 +37,16 @@ class _PausableClient(aiomqtt.Client):
     """aiomqtt.Client whose socket reader can be paused, and whose messages skip the queue."""
 
     def __init__(
-        self, *args: Any, on_message: Callable[[paho.MQTTMessage], None], **kwargs: Any
+        self,
+        *args: Any,
+        on_message: Callable[[paho.MQTTMessage], None],
+        manual_ack: bool,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
-        self._ingest_on_message = on_message
+        if manual_ack:
+            # paho acks QoS 1 when on_message returns unless told otherwise; we ack after storage
+            self._client.manual_ack_set(True)
         self._client.on_message = lambda _client, _userdata, message: on_message(message)
         self._reader: tuple[int, Callable[[], None]] | None = None
         self.paused = False
@@ -86,6 +92,9 @@ class _PausableClient(aiomqtt.Client):
     def publish_nowait(self, topic: str, payload: bytes) -> None:
         self._client.publish(topic, payload, qos=0)
 
+    def ack(self, mid: int, qos: int) -> None:
+        self._client.ack(mid, qos)
+
 
 class MqttSource:
     def __init__(
@@ -104,6 +113,9 @@ class MqttSource:
         self._stop = asyncio.Event()
         self._client: _PausableClient | None = None
         self._resume_task: asyncio.Task[None] | None = None
+        self._connection = 0  # counts connections: an ack is only valid on the one it came on
+        self._intake_closed = False
+        self._manual_ack = settings.ack == "after_write" and settings.qos > 0
         self.invalid_topic: Callable[[RawMessage], None] | None = None
 
     def _on_message(self, message: paho.MQTTMessage) -> None:
@@ -117,7 +129,20 @@ class MqttSource:
             if self.invalid_topic is not None:
                 self.invalid_topic(raw)
             return
-        self._handle(RawMessage(topic, bytes(message.payload), received_ns, bool(message.retain)))
+        qos = message.qos
+        if self._manual_ack and qos:
+            raw = RawMessage(
+                topic,
+                bytes(message.payload),
+                received_ns,
+                bool(message.retain),
+                message.mid,
+                qos,
+                self._connection,
+            )
+        else:
+            raw = RawMessage(topic, bytes(message.payload), received_ns, bool(message.retain))
+        self._handle(raw)
         if self._buffer_full():
             self._pause()
 
@@ -131,8 +156,26 @@ class MqttSource:
 
     async def _resume_when_space(self, client: _PausableClient) -> None:
         await self._wait_for_space()
-        client.resume_reading()
-        self.telemetry.reading_paused(False)
+        if not self._intake_closed:
+            client.resume_reading()
+            self.telemetry.reading_paused(False)
+
+    def ack(self, messages: list[RawMessage]) -> None:
+        """Acknowledge stored messages to the broker, once each, on the connection they came on.
+        Messages from an earlier connection are not acked: the broker redelivers them."""
+        client = self._client
+        if client is None:
+            return
+        connection = self._connection
+        for message in messages:
+            if message.mid and message.connection == connection:
+                client.ack(message.mid, message.qos)
+
+    def close_intake(self) -> None:
+        """Stop reading for good but stay connected, so what is drained can still be acked."""
+        self._intake_closed = True
+        if self._client is not None:
+            self._client.pause_reading()
 
     def _new_client(self) -> _PausableClient:
         s = self.settings
@@ -164,6 +207,7 @@ class MqttSource:
             tls_params=tls,
             protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
             on_message=self._on_message,
+            manual_ack=self._manual_ack,
             **kwargs,
         )
 
@@ -175,7 +219,10 @@ class MqttSource:
             client = self._new_client()
             try:
                 async with client:
+                    self._connection += 1
                     self._client = client
+                    if self._intake_closed:
+                        client.pause_reading()
                     await client.subscribe([(topic, int(s.qos)) for topic in s.topics])
                     self.telemetry.mqtt_up(s.host, s.port, s.topics)
                     attempt = 0

@@ -169,6 +169,12 @@ class Ingestd:
             time.sleep(0.1)
         raise TimeoutError(f"not settled after {timeout_s}s: {metrics}")
 
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no drain, nothing flushed."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
     def stop(self) -> int:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)

@@ -122,7 +122,11 @@ def test_a_ten_second_database_outage_loses_nothing(
     publish(messages[1000:2000], "127.0.0.1", mosquitto.port)
     time.sleep(10)  # the outage: writes fail and are retried with backoff meanwhile
     held = ingestd.metrics()
-    assert held["ingestd_buffer_lines"] == 1000
+    # Nothing is acked while nothing is stored, so the broker stops at its in-flight window
+    # (20) and keeps the rest; ingestd holds only the window, and stays connected.
+    assert 0 < held["ingestd_buffer_lines"] <= 20
+    assert held["ingestd_mqtt_connected"] == 1
+    assert held["ingestd_mqtt_reading_paused"] == 0
     assert held['ingestd_write_batches_total{outcome="retried"}'] >= 1
     influxdb1.start()
     publish(messages[2000:], "127.0.0.1", mosquitto.port)

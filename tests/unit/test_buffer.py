@@ -13,7 +13,7 @@ MSG = RawMessage("t", b"p", 1)
 def filled(count: int, max_lines: int = 100) -> MemoryBuffer:
     buffer = MemoryBuffer(max_lines)
     for i in range(count):
-        buffer.put([f"l{i}"], MSG)
+        buffer.put([f"l{i}"], RawMessage("t", b"p", i))
     return buffer
 
 
@@ -62,7 +62,7 @@ async def test_next_batch_wakes_when_a_batch_fills_up() -> None:
     task = asyncio.create_task(buffer.next_batch(4, wait_s=60))
     await asyncio.sleep(0)
     for i in range(4):
-        buffer.put([f"l{i}"], MSG)
+        buffer.put([f"l{i}"], RawMessage("t", b"p", i))
     batch = await asyncio.wait_for(task, 1)
     assert batch is not None and len(batch) == 4
 
@@ -90,3 +90,20 @@ def test_a_message_after_intake_closed_is_dead_lettered_not_raised() -> None:
     buffer.close_intake()
     pipeline.handle(RawMessage("sensors/d/t", b"1.5", 1))
     assert [letter.reason for letter in letters] == ["unwritten_at_shutdown"]
+
+
+def test_take_never_splits_a_message_across_batches() -> None:
+    buffer = MemoryBuffer(100)
+    first, second = RawMessage("a", b"", 1), RawMessage("b", b"", 2)
+    buffer.put(["a0", "a1", "a2"], first)
+    buffer.put(["b0", "b1"], second)
+    batch = buffer.take(2)
+    assert batch.lines == ["a0", "a1", "a2"] and batch.messages() == [first]
+
+
+async def test_a_full_ack_window_makes_a_batch_ready_at_once() -> None:
+    buffer = MemoryBuffer(1000, ack_window=3)
+    for i in range(3):
+        buffer.put([f"l{i}"], RawMessage("t", b"", i, mid=i + 1, qos=1))
+    batch = await asyncio.wait_for(buffer.next_batch(500, wait_s=60), 1)
+    assert batch is not None and len(batch) == 3

@@ -1,0 +1,40 @@
+"""Acknowledge after storage: a message the broker handed us is in the database, in the dead
+letters, or still with the broker. Never only in ingestd's memory."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from ingestd.localservers import InfluxDB1, Mosquitto
+from ingestd.testing import publish, workload
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize("ack", ["after_write", "on_receipt"])
+def test_sigkill_with_the_database_down_loses_nothing_when_acking_after_write(
+    ack: str, mosquitto: Mosquitto, influxdb1: InfluxDB1, ingestd_factory: Any
+) -> None:
+    messages = workload(2000, bad_ratio=0)
+    ingestd = ingestd_factory(mosquitto, influxdb1.influx_settings(), mqtt={"ack": ack})
+    publish(messages[:500], "127.0.0.1", mosquitto.port)
+    ingestd.wait_settled(500, timeout_s=60)
+    influxdb1.stop()
+    publish(messages[500:], "127.0.0.1", mosquitto.port)
+    time.sleep(2)  # ingestd now holds what it received, unwritten
+    ingestd.kill()
+    influxdb1.start()
+    ingestd.start()  # same client id, persistent session: the broker redelivers what is unacked
+    if ack == "after_write":
+        ingestd.wait_settled(1500, timeout_s=60)  # all 1500 sent while the database was down
+        assert ingestd.stop() == 0
+        assert len(influxdb1.points()) == 2000
+    else:  # what most MQTT clients do: ack on receipt, and lose all that was only in memory
+        time.sleep(3)
+        metrics = ingestd.metrics()
+        assert ingestd.stop() == 0
+        assert metrics["ingestd_messages_received_total"] == 0
+        assert len(influxdb1.points()) == 500
