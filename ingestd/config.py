@@ -57,6 +57,10 @@ class MqttSettings(_Section):
     # QoS 1: acknowledge a message only once it is stored (after_write), or on receipt as most
     # clients do. Stored means written to the database or dead-lettered.
     ack: Literal["after_write", "on_receipt"] = "after_write"
+    # Retained messages the broker replays on every (re)subscribe: stale readings that would be
+    # stored again with a new receive time. `skip` counts and acks them; live messages published
+    # with the retain flag still arrive without it (MQTT 3.1.1 section 3.3.1.3) and are ingested.
+    retained: Literal["skip", "ingest"] = "skip"
     # The broker's in-flight window (mosquitto's max_inflight_messages, 20 by default): it sends
     # no more until we ack, so a write is committed as soon as this many messages await an ack.
     max_inflight: int = Field(20, ge=1, le=65535)

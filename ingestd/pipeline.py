@@ -29,6 +29,7 @@ class Pipeline:
         max_payload_bytes: int,
         *,
         settled: Callable[[RawMessage], None] = lambda _message: None,
+        skip_retained: bool = False,
     ) -> None:
         self.routes = routes
         self.buffer = buffer
@@ -38,6 +39,7 @@ class Pipeline:
         # called once a message that never reaches the buffer is stored (dead-lettered) or
         # ignored: the service acknowledges it to the broker
         self.settled = settled
+        self.skip_retained = skip_retained
         self.field_types = FieldTypes()
 
     def to_lines(self, message: RawMessage) -> list[str] | None:
@@ -58,6 +60,10 @@ class Pipeline:
 
     def handle(self, message: RawMessage) -> None:
         self.telemetry.messages_received += 1
+        if message.retain and self.skip_retained:
+            self.telemetry.retained_skipped += 1
+            self.settled(message)
+            return
         try:
             lines = self.to_lines(message)
         except MessageRejected as exc:

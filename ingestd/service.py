@@ -68,6 +68,7 @@ class Service:
             self.dead_letters.write,
             settings.limits.max_payload_bytes,
             settled=self._settle_unbuffered,
+            skip_retained=settings.mqtt.retained == "skip",
         )
         self.sink = InfluxSink(settings.influx)
         self.source = MqttSource(

@@ -32,6 +32,7 @@ class Telemetry:
         self.log = get_logger()
         self.messages_received = 0
         self.messages_ignored = 0
+        self.retained_skipped = 0
         self.points_written = 0
         self.dropped: Counter[str] = Counter()
         self.batches: Counter[str] = Counter()
@@ -125,6 +126,11 @@ class _Counters(Collector):
             "ingestd_messages_ignored",
             "Messages on routes with format = 'ignore'",
             value=t.messages_ignored,
+        )
+        yield CounterMetricFamily(
+            "ingestd_retained_skipped",
+            "Retained messages replayed by the broker and skipped (mqtt.retained = 'skip')",
+            value=t.retained_skipped,
         )
         yield CounterMetricFamily(
             "ingestd_points_written",

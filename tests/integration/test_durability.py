@@ -38,3 +38,34 @@ def test_sigkill_with_the_database_down_loses_nothing_when_acking_after_write(
         assert ingestd.stop() == 0
         assert metrics["ingestd_messages_received_total"] == 0
         assert len(influxdb1.points()) == 500
+
+
+@pytest.mark.parametrize("policy", ["skip", "ingest"])
+def test_retained_messages_follow_the_policy(
+    policy: str, mosquitto: Mosquitto, influxdb1: InfluxDB1, ingestd_factory: Any
+) -> None:
+    stale = workload(5, bad_ratio=0)[0]  # sensors/dev-0/temperature with its own ts
+    publish_retained(mosquitto, stale.topic, stale.payload)
+    ingestd = ingestd_factory(mosquitto, influxdb1.influx_settings(), mqtt={"retained": policy})
+    metrics = ingestd.wait_settled(1, timeout_s=30)
+    assert ingestd.stop() == 0
+    if policy == "skip":
+        assert metrics["ingestd_retained_skipped_total"] == 1
+        assert influxdb1.points() == []
+    else:
+        assert metrics["ingestd_retained_skipped_total"] == 0
+        assert len(influxdb1.points()) == 1
+
+
+def publish_retained(broker: Mosquitto, topic: str, payload: bytes) -> None:
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="retainer")
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    try:
+        client.publish(topic, payload, qos=1, retain=True).wait_for_publish(timeout=10)
+    finally:
+        client.disconnect()
+        client.loop_stop()

@@ -147,3 +147,22 @@ def test_no_input_escapes_the_pipeline(topic: str, payload: bytes) -> None:
     pipeline.handle(RawMessage(topic, payload, 1))
     assert buffer.fill + len(letters) >= 1
     assert all(letter.reason != "internal_error" for letter in letters)
+
+
+def test_retained_replays_are_skipped_counted_and_settled() -> None:
+    settled: list[RawMessage] = []
+    buffer = MemoryBuffer(100)
+    pipeline = Pipeline(
+        compile_routes(SETTINGS),
+        buffer,
+        Telemetry(),
+        lambda _d: None,
+        4096,
+        settled=settled.append,
+        skip_retained=True,
+    )
+    retained = RawMessage("sensors/d/t", b"1.5", 1, retain=True, mid=7, qos=1)
+    pipeline.handle(retained)
+    pipeline.handle(RawMessage("sensors/d/t", b"2.5", 2))
+    assert settled == [retained] and buffer.fill == 1
+    assert pipeline.telemetry.retained_skipped == 1
