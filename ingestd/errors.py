@@ -51,9 +51,13 @@ class SinkError(IngestdError):
 class RetryableSinkError(SinkError):
     """The write may succeed later (network, timeout, 5xx, 429, auth not ready)."""
 
-    def __init__(self, detail: str, retry_after_s: float | None = None) -> None:
+    def __init__(
+        self, detail: str, retry_after_s: float | None = None, progress: object = None
+    ) -> None:
         super().__init__(detail)
         self.retry_after_s = retry_after_s
+        # where a write of many requests stopped (the sink's WriteProgress), to resume from
+        self.progress = progress
 
 
 class RejectedBySink(SinkError):

@@ -115,7 +115,13 @@ class Mosquitto(Process):
     """`listener_options` are mosquitto.conf lines for the listener (TLS, auth); with none, the
     broker allows anonymous clients."""
 
-    def __init__(self, workdir: Path, port: int | None = None, listener_options: str = "") -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        listener_options: str = "",
+        persistence: bool = False,
+    ) -> None:
         port = port or free_port()
         conf = workdir / "mosquitto.conf"
         conf.write_text(
@@ -123,9 +129,13 @@ class Mosquitto(Process):
             # files in a private work directory: stay who we are
             f"user {getpass.getuser()}\nper_listener_settings false\nlistener {port} 127.0.0.1\n"
             + (listener_options or "allow_anonymous true\n")
-            + "persistence false\n"
+            + (
+                f"persistence true\npersistence_location {workdir}/\nautosave_interval 1\n"
+                if persistence
+                else "persistence false\n"
+            )
             # a slow subscriber must not lose QoS 1 messages to the default 1000-message queue
-            "max_queued_messages 1000000\nmax_queued_bytes 0\n"
+            + "max_queued_messages 1000000\nmax_queued_bytes 0\n"
         )
         super().__init__(
             [shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(conf)],
@@ -195,6 +205,13 @@ class InfluxDB1(Process, Database):
 
     def influx_settings(self) -> dict[str, Any]:
         return {"url": self.url, "api": "v1", "database": self.database}
+
+    def count(self) -> int:
+        """Points stored, over every measurement (each point has all its fields here)."""
+        total = 0
+        for series in self.query("SELECT count(*) FROM /.*/")["results"][0].get("series", []):
+            total += max(v for v in series["values"][0][1:] if v is not None)
+        return int(total)
 
     def field_types(self) -> dict[tuple[str, str], str]:
         out = {}

@@ -37,7 +37,7 @@ from ingestd.logs import get_logger
 from ingestd.pipeline import Pipeline
 from ingestd.records import RawMessage
 from ingestd.routes import compile_routes
-from ingestd.sink import InfluxSink
+from ingestd.sink import InfluxSink, Rejection, WriteProgress
 from ingestd.source import MqttSource
 from ingestd.telemetry import Telemetry
 
@@ -108,43 +108,51 @@ class Service:
 
     # -- the flush task ----------------------------------------------------------------------
 
-    async def _write(self, batch: Batch) -> None:
-        started = time.perf_counter()
-        rejected = await self.sink.write(batch.lines)
+    def _settle(self, batch: Batch, rejected: list[Rejection], seconds: float) -> None:
+        """Dead-letter the refused lines, release the batch and ack its messages."""
         for rejection in rejected:
             self.pipeline.reject(
                 batch.origins[rejection.index],
                 DropReason.REJECTED_BY_SINK,
                 rejection.detail,
                 line=batch.lines[rejection.index],
-                settle=False,  # its batch settles it
+                settle=False,  # the batch settles it, below
             )
         if rejected:
             self.dead_letters.flush()
-        self.telemetry.batch_written(len(batch), len(rejected), time.perf_counter() - started)
+        self.telemetry.batch_written(len(batch), len(rejected), seconds)
+        self.buffer.accept(batch)
+        self.source.ack(batch.messages())
 
     async def flush_forever(self) -> None:
-        """Write batches until intake is closed and the buffer is empty."""
+        """Write batches until intake is closed and the buffer is empty. A batch that cannot be
+        written now is retried with backoff, resuming where its write stopped; at shutdown it is
+        kept, so the drain count sees it."""
         b = self.settings.batch
-        attempt = 0
         while (batch := await self.buffer.next_batch(b.max_lines, b.flush_interval_s)) is not None:
+            started = time.perf_counter()
+            progress: WriteProgress | None = None
+            attempt = 0
             try:
-                await self._write(batch)
-            except RetryableSinkError as exc:
-                self.buffer.keep(batch)
-                self._last_write_failed = True
-                delay = backoff_delay(attempt, b.retry_initial_s, b.retry_max_s, exc.retry_after_s)
-                attempt += 1
-                self.telemetry.batch_retried(len(batch), str(exc), delay)
-                await asyncio.sleep(delay)
-                continue
+                while True:
+                    try:
+                        rejected = await self.sink.write(batch.lines, progress)
+                        break
+                    except RetryableSinkError as exc:
+                        self._last_write_failed = True
+                        if isinstance(exc.progress, WriteProgress):
+                            progress = exc.progress
+                        delay = backoff_delay(
+                            attempt, b.retry_initial_s, b.retry_max_s, exc.retry_after_s
+                        )
+                        attempt += 1
+                        self.telemetry.batch_retried(len(batch), str(exc), delay)
+                        await asyncio.sleep(delay)
             except BaseException:
                 self.buffer.keep(batch)
                 raise
-            attempt = 0
             self._last_write_failed = False
-            self.buffer.accept(batch)
-            self.source.ack(batch.messages())
+            self._settle(batch, rejected, time.perf_counter() - started)
 
     # -- lifecycle ---------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -176,6 +177,50 @@ def publish(
             info.wait_for_publish(timeout=timeout_s)
             if not info.is_published():
                 raise TimeoutError("the broker did not acknowledge every message")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def publish_paced(
+    messages: list[Expected], host: str, port: int, rate_per_s: float, timeout_s: float = 300
+) -> None:
+    """Publish at QoS 1, `rate_per_s` messages a second, riding out broker restarts: a fixed client
+    id and a persistent session, so paho resends what the broker had not acknowledged. Returns
+    once the broker acknowledged every message (counted in on_publish: paho's wait_for_publish
+    raises for messages queued while disconnected, though it sends them after reconnecting)."""
+    import threading
+
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    acked = 0
+    all_acked = threading.Event()
+
+    def on_publish(*_args: object) -> None:
+        nonlocal acked
+        acked += 1
+        if acked >= len(messages):
+            all_acked.set()
+
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"ingestd-paced-{port}", clean_session=False
+    )
+    client.on_publish = on_publish
+    client.max_inflight_messages_set(200)
+    client.max_queued_messages_set(0)
+    client.reconnect_delay_set(min_delay=1, max_delay=1)
+    client.connect(host, port)
+    client.loop_start()
+    try:
+        started = time.monotonic()
+        for i, message in enumerate(messages):
+            delay = started + i / rate_per_s - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            client.publish(message.topic, message.payload, qos=1)
+        if not all_acked.wait(timeout_s):
+            raise TimeoutError(f"the broker acknowledged {acked} of {len(messages)} messages")
     finally:
         client.disconnect()
         client.loop_stop()

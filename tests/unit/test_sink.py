@@ -131,3 +131,21 @@ async def test_flusher_keeps_the_batch_through_503s_and_dead_letters_only_reject
         and '"topic":"s/d5/BAD"' in letters[0]
         and '"line":"BAD,device=d5' in letters[0]
     )
+
+
+async def test_a_503_while_isolating_a_400_resumes_where_it_stopped() -> None:
+    async with fake_database() as db:
+        sink = InfluxSink(InfluxSettings(url=db.url, api="v2", bucket="b"))  # type: ignore[call-arg]
+        lines = [f"m v={i} {i}" for i in range(8)]
+        lines[1] = "m BAD=1 1"
+        # whole batch 400, [0:4] 400, [0:2] 400, [0] written, [1] 400, then [2:4] meets a 503
+        db.script = [(400, {}), (400, {}), (400, {}), (204, {}), (400, {}), (503, {})]
+        with pytest.raises(RetryableSinkError) as info:
+            await sink.write(lines)
+        sent_before = len(db.requests)
+        rejected = await sink.write(lines, info.value.progress)  # type: ignore[arg-type]
+        await sink.close()
+    assert [r.index for r in rejected] == [1]
+    # the resumed write sends only [2:4] and [4:8]; nothing before the failure again
+    assert len(db.requests) - sent_before == 2
+    assert sorted(db.stored) == sorted(lines[2:])
