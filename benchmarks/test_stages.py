@@ -71,14 +71,14 @@ def test_stage_costs() -> None:
         if match is None:
             continue
         try:
-            to_points(match[0], match[1], message.payload, 1, types)
+            to_points(match[0], match[1], message.payload, 1, types=types)
             good.append((message, match))
         except Exception:
             continue
 
     def transform_all() -> None:
         for message, (route, segments) in good:
-            to_points(route, segments, message.payload, 1, types)
+            to_points(route, segments, message.payload, 1, types=types)
 
     results["route match"] = us_per_call(lambda: [routes.match(m.topic) for m in messages], COUNT)
     results["decode+validate+convert (to_points, good only)"] = us_per_call(
@@ -92,7 +92,7 @@ def test_stage_costs() -> None:
     points = [
         p
         for message, (route, seg) in good
-        for p in to_points(route, seg, message.payload, 1, types)
+        for p in to_points(route, seg, message.payload, 1, types=types)
     ]
     results["encode (to_line)"] = us_per_call(lambda: [to_line(p) for p in points], len(points))
 
@@ -100,12 +100,14 @@ def test_stage_costs() -> None:
         subset = [
             RawMessage(m.topic, m.payload, 1) for m in workload(COUNT, 0.05) if m.kind == kind
         ]
-        pipeline = Pipeline(routes, MemoryBuffer(10**9), Telemetry(), lambda _d: None, 65536)
+        pipeline = Pipeline(
+            routes, MemoryBuffer(10**9), Telemetry(), lambda _d: None, SETTINGS.limits
+        )
         results[f"pipeline.handle: {kind}"] = us_per_call(
             lambda p=pipeline, s=subset: [p.handle(m) for m in s], len(subset)
         )
 
-    pipeline = Pipeline(routes, MemoryBuffer(10**9), Telemetry(), lambda _d: None, 65536)
+    pipeline = Pipeline(routes, MemoryBuffer(10**9), Telemetry(), lambda _d: None, SETTINGS.limits)
     results["pipeline.handle: mixed, 5% bad"] = us_per_call(
         lambda: [pipeline.handle(m) for m in messages], COUNT
     )

@@ -126,7 +126,14 @@ class BatchSettings(_Section):
 
 
 class LimitSettings(_Section):
-    max_payload_bytes: int = Field(65536, ge=1)
+    """What one publisher can cost. Beyond each, the message is dead-lettered with a reason."""
+
+    max_payload_bytes: int = Field(65536, ge=1)  # rejected before parsing: payload_too_large
+    max_readings: int = Field(1000, ge=1)  # fields in one message: limit_exceeded
+    max_tag_value_bytes: int = Field(256, ge=1)  # one tag value, UTF-8: limit_exceeded
+    # distinct series (measurement + tag set) per route, so that a publisher inventing device
+    # ids cannot blow up the database's series index: cardinality_limit
+    max_series_per_route: int = Field(10_000, ge=1)
 
 
 class DeadLetterSettings(_Section):

@@ -17,6 +17,8 @@ class DropReason(StrEnum):
     INVALID_TIMESTAMP = "invalid_timestamp"
     FIELD_TYPE_CONFLICT = "field_type_conflict"
     NO_FIELDS = "no_fields"
+    LIMIT_EXCEEDED = "limit_exceeded"
+    CARDINALITY_LIMIT = "cardinality_limit"
     REJECTED_BY_SINK = "rejected_by_sink"
     UNWRITTEN_AT_SHUTDOWN = "unwritten_at_shutdown"
     INTERNAL_ERROR = "internal_error"

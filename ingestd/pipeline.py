@@ -10,13 +10,14 @@ import time
 from collections.abc import Callable
 
 from ingestd.buffer import BufferClosed, MemoryBuffer
+from ingestd.config import LimitSettings
 from ingestd.encode import to_line
 from ingestd.errors import DropReason, MessageRejected
 from ingestd.logs import get_logger
 from ingestd.records import DeadLetter, RawMessage
 from ingestd.routes import RouteTable
 from ingestd.telemetry import Telemetry
-from ingestd.transform import FieldTypes, to_points
+from ingestd.transform import FieldTypes, SeriesGuard, to_points
 
 
 class Pipeline:
@@ -26,7 +27,7 @@ class Pipeline:
         buffer: MemoryBuffer,
         telemetry: Telemetry,
         dead_letter: Callable[[DeadLetter], None],
-        max_payload_bytes: int,
+        limits: LimitSettings,
         *,
         settled: Callable[[RawMessage], None] = lambda _message: None,
         skip_retained: bool = False,
@@ -35,19 +36,21 @@ class Pipeline:
         self.buffer = buffer
         self.telemetry = telemetry
         self.dead_letter = dead_letter
-        self.max_payload_bytes = max_payload_bytes
         # called once a message that never reaches the buffer is stored (dead-lettered) or
         # ignored: the service acknowledges it to the broker
         self.settled = settled
         self.skip_retained = skip_retained
         self.field_types = FieldTypes()
+        self.limits = limits
+        self.series = SeriesGuard(limits.max_series_per_route)
 
     def to_lines(self, message: RawMessage) -> list[str] | None:
         """The lines this message becomes, None if its route ignores it; MessageRejected if bad."""
-        if len(message.payload) > self.max_payload_bytes:
+        if len(message.payload) > self.limits.max_payload_bytes:
             raise MessageRejected(
                 DropReason.PAYLOAD_TOO_LARGE,
-                f"{len(message.payload)} bytes > limits.max_payload_bytes = {self.max_payload_bytes}",
+                f"{len(message.payload)} bytes > limits.max_payload_bytes = "
+                f"{self.limits.max_payload_bytes}",
             )
         matched = self.routes.match(message.topic)
         if matched is None:
@@ -55,7 +58,16 @@ class Pipeline:
         route, segments = matched
         if route.format == "ignore":
             return None
-        points = to_points(route, segments, message.payload, message.received_ns, self.field_types)
+        points = to_points(
+            route,
+            segments,
+            message.payload,
+            message.received_ns,
+            types=self.field_types,
+            limits=self.limits,
+        )
+        for point in points:
+            self.series.admit(route, point)
         return [to_line(point) for point in points]
 
     def handle(self, message: RawMessage) -> None:
@@ -67,6 +79,8 @@ class Pipeline:
         try:
             lines = self.to_lines(message)
         except MessageRejected as exc:
+            if exc.reason == DropReason.CARDINALITY_LIMIT:
+                self.telemetry.cardinality_limit_reached(message.topic, exc.detail)
             self.reject(message, exc.reason, exc.detail)
             return
         except Exception as exc:  # a bug must cost one message, never the service

@@ -66,7 +66,7 @@ class Service:
             self.buffer,
             self.telemetry,
             self.dead_letters.write,
-            settings.limits.max_payload_bytes,
+            settings.limits,
             settled=self._settle_unbuffered,
             skip_retained=settings.mqtt.retained == "skip",
         )
@@ -261,7 +261,7 @@ def check_message(
         buffer,
         Telemetry(),
         lambda _d: None,
-        settings.limits.max_payload_bytes,
+        settings.limits,
     )
     try:
         return pipeline.to_lines(RawMessage(topic, payload, time.time_ns())), None

@@ -44,6 +44,7 @@ class Telemetry:
         self._log_interval_s = log_interval_s
         self._last_drop_log: dict[str, float] = {}
         self._suppressed: Counter[str] = Counter()
+        self._last_cardinality_alert = -60.0
         self.write_seconds = Histogram(
             "ingestd_write_duration_seconds",
             "Time to write one batch to the database, including retries of its parts",
@@ -70,6 +71,13 @@ class Telemetry:
             detail=detail[:300],
             suppressed_since_last=suppressed,
         )
+
+    def cardinality_limit_reached(self, topic: str, detail: str) -> None:
+        """An alert, not a routine drop: logged as an error once per minute at most."""
+        now = time.monotonic()
+        if now - self._last_cardinality_alert >= 60:
+            self._last_cardinality_alert = now
+            self.log.error("cardinality_limit_reached", topic=topic, detail=detail)
 
     # -- per batch ---------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ingestd.config import LimitSettings
 from ingestd.decode import parse_bare, parse_json, validate_envelope
 from ingestd.errors import DropReason, MessageRejected
 from ingestd.records import FieldValue, Point
@@ -15,7 +16,7 @@ from ingestd.routes import Route
 from ingestd.timestamps import to_ns
 
 MAX_DEPTH = 8
-MAX_FIELDS = 1000
+DEFAULT_LIMITS = LimitSettings()
 MAX_REMEMBERED_FIELDS = 100_000
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _TRUE = frozenset({"true", "on", "yes", "1", "open"})
@@ -132,7 +133,9 @@ def _get_path(data: dict[str, Any], path: str | tuple[str, ...]) -> Any:
     return node
 
 
-def _flatten(node: Any, prefix: str, out: list[tuple[str, Any]], depth: int) -> None:
+def _flatten(
+    node: Any, prefix: str, out: list[tuple[str, Any]], depth: int, max_readings: int
+) -> None:
     if depth > MAX_DEPTH:
         raise MessageRejected(
             DropReason.SCHEMA_MISMATCH, f"nesting deeper than {MAX_DEPTH} at {prefix!r}"
@@ -141,12 +144,12 @@ def _flatten(node: Any, prefix: str, out: list[tuple[str, Any]], depth: int) -> 
     for key, value in items:
         name = f"{prefix}.{key}" if prefix else str(key)
         if isinstance(value, dict | list):
-            _flatten(value, name, out, depth + 1)
+            _flatten(value, name, out, depth + 1, max_readings)
         else:
             out.append((name, value))
-            if len(out) > MAX_FIELDS:
+            if len(out) > max_readings:
                 raise MessageRejected(
-                    DropReason.SCHEMA_MISMATCH, f"more than {MAX_FIELDS} readings"
+                    DropReason.LIMIT_EXCEEDED, f"more than limits.max_readings = {max_readings}"
                 )
 
 
@@ -173,6 +176,43 @@ def _tags(route: Route, segments: dict[str, str]) -> list[tuple[str, str]]:
     return tags
 
 
+def _checked_tags(
+    tags: list[tuple[str, str]], limits: LimitSettings
+) -> tuple[tuple[str, str], ...]:
+    for key, value in tags:
+        if (
+            len(value) > limits.max_tag_value_bytes // 4
+            and len(value.encode()) > limits.max_tag_value_bytes
+        ):
+            raise MessageRejected(
+                DropReason.LIMIT_EXCEEDED,
+                f"tag {key!r} is longer than limits.max_tag_value_bytes = {limits.max_tag_value_bytes}",
+            )
+    return tuple(tags)
+
+
+class SeriesGuard:
+    """At most `max_series` distinct series (measurement + tag set) per route. Remembers hashes
+    of the series it admitted, so memory is bounded by the limit times the number of routes."""
+
+    def __init__(self, max_series: int) -> None:
+        self.max_series = max_series
+        self._seen: dict[int, set[int]] = {}
+
+    def admit(self, route: Route, point: Point) -> None:
+        seen = self._seen.setdefault(route.index, set())
+        series = hash((point.measurement, tuple(sorted(point.tags))))
+        if series in seen:
+            return
+        if len(seen) >= self.max_series:
+            raise MessageRejected(
+                DropReason.CARDINALITY_LIMIT,
+                f"route {route.template.text!r} already has limits.max_series_per_route = "
+                f"{self.max_series} series",
+            )
+        seen.add(series)
+
+
 def _measurement(route: Route, segments: dict[str, str]) -> str:
     measurement = route.measurement_for(segments)
     if not measurement or measurement.startswith("#"):
@@ -189,7 +229,13 @@ def _time(route: Route, value: Any, received_ns: int) -> int:
 
 
 def value_points(
-    route: Route, segments: dict[str, str], payload: bytes, received_ns: int, types: FieldTypes
+    route: Route,
+    segments: dict[str, str],
+    payload: bytes,
+    received_ns: int,
+    *,
+    types: FieldTypes,
+    limits: LimitSettings,
 ) -> list[Point]:
     data = parse_bare(payload)
     stamp: Any = None
@@ -215,7 +261,7 @@ def value_points(
     return [
         Point(
             measurement,
-            tuple(_tags(route, segments)),
+            _checked_tags(_tags(route, segments), limits),
             ((route.field, value),),
             _time(route, stamp, received_ns),
         )
@@ -223,7 +269,13 @@ def value_points(
 
 
 def object_points(
-    route: Route, segments: dict[str, str], payload: bytes, received_ns: int, types: FieldTypes
+    route: Route,
+    segments: dict[str, str],
+    payload: bytes,
+    received_ns: int,
+    *,
+    types: FieldTypes,
+    limits: LimitSettings,
 ) -> list[Point]:
     data = parse_json(payload)
     if not isinstance(data, dict):
@@ -242,7 +294,7 @@ def object_points(
             tags.append((key, coerce(key, tag, "string")))  # type: ignore[arg-type]
     stamp = _get_path(data, route.time_key) if route.time_key else None
     flat: list[tuple[str, Any]] = []
-    _flatten(readings, "", flat, 1)
+    _flatten(readings, "", flat, 1, limits.max_readings)
     fields = tuple(
         (key, _field(route, types, measurement, key, raw))
         for key, raw in flat
@@ -250,12 +302,20 @@ def object_points(
     )
     if not fields:
         raise MessageRejected(DropReason.NO_FIELDS, "the object holds no readings")
-    return [Point(measurement, tuple(tags), fields, _time(route, stamp, received_ns))]
+    return [
+        Point(measurement, _checked_tags(tags, limits), fields, _time(route, stamp, received_ns))
+    ]
 
 
 def to_points(
-    route: Route, segments: dict[str, str], payload: bytes, received_ns: int, types: FieldTypes
+    route: Route,
+    segments: dict[str, str],
+    payload: bytes,
+    received_ns: int,
+    *,
+    types: FieldTypes,
+    limits: LimitSettings = DEFAULT_LIMITS,
 ) -> list[Point]:
     if route.format == "value":
-        return value_points(route, segments, payload, received_ns, types)
-    return object_points(route, segments, payload, received_ns, types)
+        return value_points(route, segments, payload, received_ns, types=types, limits=limits)
+    return object_points(route, segments, payload, received_ns, types=types, limits=limits)

@@ -77,7 +77,7 @@ async def test_closed_empty_buffer_ends_the_flusher() -> None:
 
 
 def test_a_message_after_intake_closed_is_dead_lettered_not_raised() -> None:
-    from ingestd.config import parse_settings
+    from ingestd.config import LimitSettings, parse_settings
     from ingestd.pipeline import Pipeline
     from ingestd.records import DeadLetter
     from ingestd.routes import compile_routes
@@ -86,7 +86,7 @@ def test_a_message_after_intake_closed_is_dead_lettered_not_raised() -> None:
     letters: list[DeadLetter] = []
     buffer = MemoryBuffer(10)
     routes = compile_routes(parse_settings({"influx": {"api": "v1", "database": "d"}}))
-    pipeline = Pipeline(routes, buffer, Telemetry(), letters.append, 1024)
+    pipeline = Pipeline(routes, buffer, Telemetry(), letters.append, LimitSettings())
     buffer.close_intake()
     pipeline.handle(RawMessage("sensors/d/t", b"1.5", 1))
     assert [letter.reason for letter in letters] == ["unwritten_at_shutdown"]

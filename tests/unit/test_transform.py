@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ingestd.buffer import MemoryBuffer
-from ingestd.config import parse_settings
+from ingestd.config import LimitSettings, parse_settings
 from ingestd.errors import MessageRejected
 from ingestd.pipeline import Pipeline
 from ingestd.records import DeadLetter, RawMessage
@@ -32,10 +32,15 @@ SETTINGS = parse_settings(
 )
 
 
+LIMITS = LimitSettings(
+    max_payload_bytes=4096, max_series_per_route=50, max_tag_value_bytes=32, max_readings=20
+)
+
+
 def make_pipeline() -> tuple[Pipeline, MemoryBuffer, list[DeadLetter]]:
     letters: list[DeadLetter] = []
     buffer = MemoryBuffer(10_000)
-    pipeline = Pipeline(compile_routes(SETTINGS), buffer, Telemetry(), letters.append, 4096)
+    pipeline = Pipeline(compile_routes(SETTINGS), buffer, Telemetry(), letters.append, LIMITS)
     return pipeline, buffer, letters
 
 
@@ -157,7 +162,7 @@ def test_retained_replays_are_skipped_counted_and_settled() -> None:
         buffer,
         Telemetry(),
         lambda _d: None,
-        4096,
+        LIMITS,
         settled=settled.append,
         skip_retained=True,
     )
@@ -166,3 +171,23 @@ def test_retained_replays_are_skipped_counted_and_settled() -> None:
     pipeline.handle(RawMessage("sensors/d/t", b"2.5", 2))
     assert settled == [retained] and buffer.fill == 1
     assert pipeline.telemetry.retained_skipped == 1
+
+
+def test_new_series_beyond_the_route_limit_are_dead_lettered_old_ones_still_flow() -> None:
+    pipeline, buffer, letters = make_pipeline()
+    for i in range(60):  # a publisher inventing device ids
+        pipeline.handle(RawMessage(f"sensors/dev-{i}/t", b"1.5", 1))
+    pipeline.handle(RawMessage("sensors/dev-0/t", b"2.5", 2))  # a known series still flows
+    assert buffer.fill == 51
+    assert [letter.reason for letter in letters] == ["cardinality_limit"] * 10
+
+
+def test_long_tag_values_and_too_many_readings_exceed_limits() -> None:
+    pipeline, _, _ = make_pipeline()
+    with pytest.raises(MessageRejected) as info:
+        lines_for(pipeline, "sensors/" + "d" * 40 + "/t", b"1")
+    assert info.value.reason == "limit_exceeded"
+    many = "{" + ",".join(f'"f{i}": {i}' for i in range(21)) + "}"
+    with pytest.raises(MessageRejected) as info:
+        lines_for(pipeline, "obj/d", many.encode())
+    assert info.value.reason == "limit_exceeded"
