@@ -41,6 +41,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--topic", help="an MQTT topic to try")
     check.add_argument("--payload", help="the payload to try with --topic (UTF-8 text)")
+    deadletter = sub.add_parser("deadletter", help="work with the dead letters")
+    dl_sub = deadletter.add_subparsers(dest="deadletter_command", required=True)
+    replay = dl_sub.add_parser(
+        "replay", help="re-submit dead letters through the current config (stop ingestd first)"
+    )
+    replay.add_argument("--config", type=Path, required=True, dest="config")
+    replay.add_argument(
+        "--reason", action="append", default=[], help="only this reason (repeatable)"
+    )
+    replay.add_argument(
+        "--since", help="only letters dead-lettered at or after (ISO-8601 or epoch)"
+    )
+    replay.add_argument("--until", help="only letters dead-lettered before (ISO-8601 or epoch)")
+    replay.add_argument("--file", type=Path, help="the dead-letter file (default: deadletter.path)")
     local = sub.add_parser(
         "local", help="run broker, database and ingestd here, from system packages"
     )
@@ -144,6 +158,32 @@ def _check(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _replay(args: argparse.Namespace, settings: Settings) -> int:
+    from ingestd.replay import parse_time, replay
+
+    _resolve_secrets(settings)
+    path = args.file or settings.deadletter.path
+    try:
+        since = parse_time(args.since) if args.since else None
+        until = parse_time(args.until) if args.until else None
+    except IngestdError as exc:
+        print(f"ingestd: --since/--until: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        report = asyncio.run(replay(settings, path, set(args.reason), since, until))
+    except (IngestdError, OSError) as exc:
+        print(f"ingestd: replay: {exc}", file=sys.stderr)
+        return EXIT_CHECK_FAILED
+    again = sum(report.rejected_again.values())
+    print(
+        f"replayed {report.selected} dead letters: {report.written_messages} written, "
+        f"{report.ignored} ignored, {again} dead-lettered again"
+        + (f" {dict(report.rejected_again)}" if again else "")
+        + f"; {report.kept} not selected, left in {path}"
+    )
+    return EXIT_OK if again == 0 else EXIT_CHECK_FAILED
+
+
 def run_cli(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "local":
@@ -162,11 +202,16 @@ def run_cli(argv: list[str] | None = None) -> int:
         settings = load_settings(args.config)
         if args.command == "check":
             return _check(args, settings)
+        if args.command == "deadletter":
+            return _replay(args, settings)
         _resolve_secrets(settings)
         return _run(settings)
     except ConfigError as exc:
         print(f"ingestd: config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except IngestdError as exc:
+        print(f"ingestd: {exc}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def main() -> None:

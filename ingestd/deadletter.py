@@ -11,13 +11,24 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import fcntl
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
 
+from ingestd.errors import IngestdError
 from ingestd.records import DeadLetter
+
+
+def lock_exclusive(file: IO[bytes]) -> bool:
+    """An exclusive advisory lock: one ingestd per dead-letter file, and no replay under it."""
+    try:
+        fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def to_json(letter: DeadLetter) -> bytes:
@@ -73,7 +84,7 @@ class DeadLetterFile:
 
     def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("ab", buffering=64 * 1024)
+        self._file = self._open_locked()
         self._size = self._file.tell()
 
     def write(self, letter: DeadLetter) -> None:
@@ -96,8 +107,15 @@ class DeadLetterFile:
         assert self._file is not None
         self._file.close()
         self.path.replace(self.path.with_name(self.path.name + ".1"))
-        self._file = self.path.open("ab", buffering=64 * 1024)
+        self._file = self._open_locked()
         self._size = 0
+
+    def _open_locked(self) -> IO[bytes]:
+        file = self.path.open("ab", buffering=64 * 1024)
+        if not lock_exclusive(file):
+            file.close()
+            raise IngestdError(f"{self.path} is in use by another ingestd (deadletter.path)")
+        return file
 
     def flush(self) -> None:
         if self._file is not None:
