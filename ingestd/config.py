@@ -149,6 +149,22 @@ class HttpSettings(_Section):
     port: int = Field(9108, ge=0, le=65535)
 
 
+class SpoolSettings(_Section):
+    """Where batches go when the database cannot take them (see README, "What ingestd guarantees")."""
+
+    enabled: bool = True
+    path: Path = Path("spool")
+    max_bytes: int = Field(1024**3, ge=1024 * 1024)
+    max_age_s: float = Field(7 * 86400, gt=0)  # older batches are dropped on replay: spool_expired
+    segment_bytes: int = Field(4 * 1024 * 1024, ge=64 * 1024)
+    # fsync each spooled batch (one per batch, never per message): survives power loss. false:
+    # the OS writes it back when it likes, which spares an SD card; survives a crash of ingestd.
+    fsync: bool = True
+    # when max_bytes is reached: block (stop reading; QoS 1 leaves the rest with the broker),
+    # drop_oldest or drop_newest (counted and logged as spool_full)
+    on_full: Literal["block", "drop_oldest", "drop_newest"] = "block"
+
+
 class LogSettings(_Section):
     format: Literal["auto", "console", "json"] = "auto"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -201,6 +217,7 @@ class Settings(_Section):
     http: HttpSettings = Field(default_factory=HttpSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
+    spool: SpoolSettings = Field(default_factory=SpoolSettings)
     routes: list[RouteSettings] = Field(default_factory=lambda: list(DEFAULT_ROUTES))
 
     @model_validator(mode="after")

@@ -21,6 +21,8 @@ class DropReason(StrEnum):
     CARDINALITY_LIMIT = "cardinality_limit"
     REJECTED_BY_SINK = "rejected_by_sink"
     UNWRITTEN_AT_SHUTDOWN = "unwritten_at_shutdown"
+    SPOOL_FULL = "spool_full"
+    SPOOL_EXPIRED = "spool_expired"
     INTERNAL_ERROR = "internal_error"
 
 

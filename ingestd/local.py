@@ -23,6 +23,7 @@ def local_config(
         "mqtt": {"host": "127.0.0.1", "port": broker_port, "topics": TOPICS, "qos": 1},
         "influx": database.influx_settings(),
         "deadletter": {"path": str(workdir / "deadletters.jsonl")},
+        "spool": {"path": str(workdir / "spool")},
         "http": {"port": http_port},
         "routes": ROUTES,
     }

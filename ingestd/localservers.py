@@ -347,6 +347,7 @@ class Ingestd:
                 "retry_max_s": 2.0,
             },
             "deadletter": {"path": str(self.deadletters), "log_interval_s": 1.0},
+            "spool": {"path": str(workdir / "spool")},
             "http": {"port": self.http_port},
             "log": {"format": "json"},
             "routes": routes,
@@ -393,7 +394,8 @@ class Ingestd:
         return out
 
     def wait_settled(self, received: int, timeout_s: float) -> dict[str, float]:
-        """Until every message is received and every good one written or dropped."""
+        """Until every message is received and every good one written or dropped: nothing left
+        in memory or in the spool."""
         deadline = time.monotonic() + timeout_s
         metrics: dict[str, float] = {}
         while time.monotonic() < deadline:
@@ -401,6 +403,7 @@ class Ingestd:
             if (
                 metrics.get("ingestd_messages_received_total", 0) >= received
                 and metrics.get("ingestd_buffer_lines", 1) == 0
+                and metrics.get("ingestd_spool_bytes", 0) == 0
             ):
                 return metrics
             time.sleep(0.1)

@@ -9,8 +9,8 @@
   task "ingest"                                    │ line protocol        │
                                         ┌──────────▼──────────┐  ┌────────┴─┐
                                         │ buffer (bounded)    │─▶│   sink   │
-                                        │ memory              │  └──────────┘
-                                        └─────────────────────┘ task "flush"
+                                        │ memory → disk spool │  └──────────┘
+                                        └─────────────────────┘ tasks "flush", "spool-replay"
         rejected anywhere ─▶ counted by reason ─▶ dead letters (JSON lines [+ MQTT topic])
 ```
 
@@ -27,18 +27,19 @@ import time
 
 from prometheus_client import CollectorRegistry
 
-from ingestd.backoff import backoff_delay
-from ingestd.buffer import Batch, MemoryBuffer
+from ingestd.buffer import MemoryBuffer
 from ingestd.config import Settings
 from ingestd.deadletter import DeadLetterFile
-from ingestd.errors import DropReason, MessageRejected, RetryableSinkError
+from ingestd.errors import DropReason, MessageRejected
+from ingestd.flush import Flusher
 from ingestd.http import HttpEndpoints
 from ingestd.logs import get_logger
 from ingestd.pipeline import Pipeline
 from ingestd.records import RawMessage
 from ingestd.routes import compile_routes
-from ingestd.sink import InfluxSink, Rejection, WriteProgress
+from ingestd.sink import InfluxSink
 from ingestd.source import MqttSource
+from ingestd.spool import DiskSpool
 from ingestd.telemetry import Telemetry
 
 
@@ -81,8 +82,27 @@ class Service:
         self.source.invalid_topic = lambda m: self.pipeline.reject(
             m, DropReason.INVALID_TOPIC, "topic is not valid UTF-8"
         )
+        self.spool: DiskSpool | None = None
+        if settings.spool.enabled:
+            sp = settings.spool
+            self.spool = DiskSpool(sp.path, sp.max_bytes, sp.segment_bytes, sp.fsync)
+            spool = self.spool
+            self.telemetry.spool_gauge = lambda: (
+                spool.size_bytes,
+                spool.stats.records_replayed,
+                spool.stats.corrupt_records,
+            )
+        self.flusher = Flusher(
+            settings=settings,
+            buffer=self.buffer,
+            sink=self.sink,
+            spool=self.spool,
+            telemetry=self.telemetry,
+            reject=self.pipeline.reject,
+            ack=self.source.ack,
+            flush_dead_letters=self.dead_letters.flush,
+        )
         self.http = HttpEndpoints(self.telemetry, self._ready)
-        self._last_write_failed = False
         self._stopping = asyncio.Event()
         self.started = asyncio.Event()
         self.failed = False  # a task died of an unexpected error: exit non-zero after shutdown
@@ -102,57 +122,11 @@ class Service:
     def _ready(self) -> tuple[bool, str]:
         if not self.telemetry.mqtt_connected:
             return False, "mqtt not connected"
-        if self._last_write_failed:
-            return False, "last write to the database failed"
+        if self.flusher.outage:
+            return False, "the database is not taking writes"
         return True, "ready"
 
     # -- the flush task ----------------------------------------------------------------------
-
-    def _settle(self, batch: Batch, rejected: list[Rejection], seconds: float) -> None:
-        """Dead-letter the refused lines, release the batch and ack its messages."""
-        for rejection in rejected:
-            self.pipeline.reject(
-                batch.origins[rejection.index],
-                DropReason.REJECTED_BY_SINK,
-                rejection.detail,
-                line=batch.lines[rejection.index],
-                settle=False,  # the batch settles it, below
-            )
-        if rejected:
-            self.dead_letters.flush()
-        self.telemetry.batch_written(len(batch), len(rejected), seconds)
-        self.buffer.accept(batch)
-        self.source.ack(batch.messages())
-
-    async def flush_forever(self) -> None:
-        """Write batches until intake is closed and the buffer is empty. A batch that cannot be
-        written now is retried with backoff, resuming where its write stopped; at shutdown it is
-        kept, so the drain count sees it."""
-        b = self.settings.batch
-        while (batch := await self.buffer.next_batch(b.max_lines, b.flush_interval_s)) is not None:
-            started = time.perf_counter()
-            progress: WriteProgress | None = None
-            attempt = 0
-            try:
-                while True:
-                    try:
-                        rejected = await self.sink.write(batch.lines, progress)
-                        break
-                    except RetryableSinkError as exc:
-                        self._last_write_failed = True
-                        if isinstance(exc.progress, WriteProgress):
-                            progress = exc.progress
-                        delay = backoff_delay(
-                            attempt, b.retry_initial_s, b.retry_max_s, exc.retry_after_s
-                        )
-                        attempt += 1
-                        self.telemetry.batch_retried(len(batch), str(exc), delay)
-                        await asyncio.sleep(delay)
-            except BaseException:
-                self.buffer.keep(batch)
-                raise
-            self._last_write_failed = False
-            self._settle(batch, rejected, time.perf_counter() - started)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -179,7 +153,8 @@ class Service:
         )
         started_at = time.monotonic()
         ingest = asyncio.create_task(self.source.run(), name="ingest")
-        flush = asyncio.create_task(self.flush_forever(), name="flush")
+        flush = asyncio.create_task(self.flusher.run(), name="flush")
+        replay = asyncio.create_task(self.flusher.replay_forever(), name="spool-replay")
         dl_flush = asyncio.create_task(self.dead_letters.flush_every(1.0), name="deadletter-flush")
         self.started.set()
         stopping = asyncio.create_task(self._stopping.wait())
@@ -199,9 +174,12 @@ class Service:
             flush.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await flush
-        # 4. count what is left: unacked QoS 1 messages stay with the broker, which redelivers
-        #    them to our session; the rest is dead-lettered
+        replay.cancel()
+        # 4. what is left goes to the spool if there is one; else unacked QoS 1 messages stay
+        #    with the broker, which redelivers them to our session, and the rest is dead-lettered
         left = self.buffer.drain()
+        if left.lines and self.flusher.spool_batch(left):
+            left = self.buffer.drain()
         left_with_broker = 0
         for message in left.messages():
             if message.mid:

@@ -33,6 +33,10 @@ class Telemetry:
         self.messages_received = 0
         self.messages_ignored = 0
         self.retained_skipped = 0
+        self.points_spooled = 0
+        self.spool_write_errors = 0
+        # (bytes held, records replayed, corrupt records skipped), read at scrape time
+        self.spool_gauge: Callable[[], tuple[int, int, int]] = lambda: (0, 0, 0)
         self.points_written = 0
         self.dropped: Counter[str] = Counter()
         self.batches: Counter[str] = Counter()
@@ -112,6 +116,10 @@ class Telemetry:
         self.mqtt_reading_paused = paused
         self.log.debug("mqtt_reading_paused" if paused else "mqtt_reading_resumed")
 
+    def spool_write_failed(self, error: str) -> None:
+        self.spool_write_errors += 1
+        self.log.error("spool_write_failed", error=error[:300])
+
     def deadletter_write_failed(self, error: str) -> None:
         self.deadletter_write_errors += 1
         self.log.error("deadletter_write_failed", error=error)
@@ -163,6 +171,26 @@ class _Counters(Collector):
             "ingestd_deadletter_write_errors",
             "Dead letters that could not be stored",
             value=t.deadletter_write_errors,
+        )
+        spool_bytes, replayed, corrupt = t.spool_gauge()
+        yield GaugeMetricFamily(
+            "ingestd_spool_bytes", "Bytes waiting in the disk spool", value=spool_bytes
+        )
+        yield CounterMetricFamily(
+            "ingestd_points_spooled", "Lines stored in the disk spool", value=t.points_spooled
+        )
+        yield CounterMetricFamily(
+            "ingestd_spool_batches_replayed", "Spooled batches written back", value=replayed
+        )
+        yield CounterMetricFamily(
+            "ingestd_spool_corrupt_records",
+            "Torn or corrupt spool records skipped (checksum)",
+            value=corrupt,
+        )
+        yield CounterMetricFamily(
+            "ingestd_spool_write_errors",
+            "Spool appends that failed (disk full)",
+            value=t.spool_write_errors,
         )
         fill, capacity = t.buffer_gauge()
         yield GaugeMetricFamily("ingestd_buffer_lines", "Lines held in the buffer", value=fill)

@@ -104,6 +104,7 @@ async def test_flusher_keeps_the_batch_through_503s_and_dead_letters_only_reject
                     "retry_max_s": 0.05,
                 },
                 "deadletter": {"path": str(tmp_path / "dl.jsonl")},
+                "spool": {"enabled": False},  # retried in place, which is what this test is about
                 "mqtt": {"topics": ["#"]},
                 "routes": [{"topic": "s/{device}/{measurement}"}],
             }
@@ -114,7 +115,7 @@ async def test_flusher_keeps_the_batch_through_503s_and_dead_letters_only_reject
             service.pipeline.handle(
                 RawMessage(f"s/d{i}/{measurement}", f'{{"v": {i}, "ts": {i + 1}}}'.encode(), 1)
             )
-        flush = asyncio.create_task(service.flush_forever())
+        flush = asyncio.create_task(service.flusher.run())
         deadline = time.monotonic() + 5
         while len(db.stored) < 19 and time.monotonic() < deadline:  # noqa: ASYNC110 - bounded poll
             await asyncio.sleep(0.01)

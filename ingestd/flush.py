@@ -1,0 +1,184 @@
+"""The flush side: memory buffer -> database, and, while the database cannot keep up, -> disk spool.
+
+Two tasks. `run` takes batches from the memory buffer and writes them; if a write fails and a
+spool is configured, the batch is spooled (and so acknowledged) instead of waiting, and further
+batches go straight to the spool until a write succeeds again. `replay_forever` writes spooled
+batches back, oldest first, as fast as the database takes them, while new data keeps flowing
+(a time-series database does not care in what order points arrive). Without a spool, or with a
+full one under on_full = "block", a failing batch is retried in place with backoff: memory fills,
+reading stops, and the broker holds the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from ingestd.backoff import backoff_delay
+from ingestd.buffer import Batch, MemoryBuffer
+from ingestd.config import Settings
+from ingestd.errors import DropReason, RetryableSinkError
+from ingestd.records import RawMessage
+from ingestd.sink import InfluxSink, Rejection, WriteProgress
+from ingestd.spool import DiskSpool
+from ingestd.telemetry import Telemetry
+
+Reject = Callable[..., None]
+
+
+class Flusher:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        buffer: MemoryBuffer,
+        sink: InfluxSink,
+        spool: DiskSpool | None,
+        telemetry: Telemetry,
+        reject: Reject,
+        ack: Callable[[list[RawMessage]], None],
+        flush_dead_letters: Callable[[], None],
+    ) -> None:
+        self.settings = settings
+        self.buffer = buffer
+        self.sink = sink
+        self.spool = spool
+        self.telemetry = telemetry
+        self.reject = reject
+        self.ack = ack
+        self.flush_dead_letters = flush_dead_letters
+        self.outage = False  # the last write failed: spool without trying, until one succeeds
+        self._spooled = asyncio.Event()
+
+    # -- settling ----------------------------------------------------------------------------
+
+    def _dead_letter_refused(self, batch: Batch, rejected: list[Rejection]) -> None:
+        for rejection in rejected:
+            self.reject(
+                batch.origins[rejection.index],
+                DropReason.REJECTED_BY_SINK,
+                rejection.detail,
+                line=batch.lines[rejection.index],
+                settle=False,  # its batch settles it
+            )
+        if rejected:
+            self.flush_dead_letters()
+
+    def _written(self, batch: Batch, rejected: list[Rejection], seconds: float) -> None:
+        self._dead_letter_refused(batch, rejected)
+        self.telemetry.batch_written(len(batch), len(rejected), seconds)
+        self.buffer.accept(batch)
+        self.ack(batch.messages())
+
+    def _drop(self, batch: Batch, reason: str, detail: str) -> None:
+        for message in batch.messages():
+            self.telemetry.message_dropped(reason, message, detail)
+
+    def spool_batch(self, batch: Batch) -> bool:
+        """Store a memory batch in the spool and settle it there; False if the spool cannot
+        take it and the policy is to block (the caller keeps retrying it in place)."""
+        spool = self.spool
+        if spool is None:
+            return False
+        policy = self.settings.spool.on_full
+        size = sum(len(line) for line in batch.lines) + 64 * len(batch)
+        while not spool.has_room(size) and policy == "drop_oldest":
+            oldest = spool.drop_oldest()
+            if oldest is None:
+                break
+            self._drop(
+                oldest, DropReason.SPOOL_FULL, "spool.max_bytes reached: dropped the oldest batch"
+            )
+        if spool.has_room(size):
+            try:
+                spool.append(batch)
+            except OSError as exc:  # the disk is full before the cap is
+                self.telemetry.spool_write_failed(str(exc))
+            else:
+                self.telemetry.points_spooled += len(batch)
+                self.buffer.accept(batch)
+                self.ack(batch.messages())
+                self._spooled.set()
+                return True
+        if policy == "block":
+            return False
+        self._drop(batch, DropReason.SPOOL_FULL, "spool full: dropped the newest batch")
+        self.buffer.accept(batch)
+        self.ack(batch.messages())
+        return True
+
+    # -- memory -> database ------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Until intake is closed and the memory buffer is empty."""
+        b = self.settings.batch
+        while (batch := await self.buffer.next_batch(b.max_lines, b.flush_interval_s)) is not None:
+            if self.outage and self.spool_batch(batch):
+                continue
+            started = time.perf_counter()
+            progress: WriteProgress | None = None
+            attempt = 0
+            try:
+                while True:
+                    try:
+                        rejected = await self.sink.write(batch.lines, progress)
+                        break
+                    except RetryableSinkError as exc:
+                        self.outage = True
+                        if self.spool_batch(batch):
+                            rejected = None
+                            break
+                        if isinstance(exc.progress, WriteProgress):
+                            progress = exc.progress
+                        delay = backoff_delay(
+                            attempt, b.retry_initial_s, b.retry_max_s, exc.retry_after_s
+                        )
+                        attempt += 1
+                        self.telemetry.batch_retried(len(batch), str(exc), delay)
+                        await asyncio.sleep(delay)
+            except BaseException:
+                self.buffer.keep(batch)
+                raise
+            if rejected is not None:
+                self.outage = False
+                self._written(batch, rejected, time.perf_counter() - started)
+
+    # -- spool -> database -------------------------------------------------------------------
+
+    async def replay_forever(self) -> None:
+        spool = self.spool
+        if spool is None:
+            return
+        b, max_age_ns = self.settings.batch, int(self.settings.spool.max_age_s * 1e9)
+        attempt = 0
+        progress: WriteProgress | None = None  # of the batch kept last time: take returns it again
+        while True:
+            taken = spool.take()
+            if taken is None:
+                self._spooled.clear()
+                await self._spooled.wait()
+                continue
+            batch, written_ns = taken
+            if time.time_ns() - written_ns > max_age_ns:
+                spool.accept()
+                self._drop(batch, DropReason.SPOOL_EXPIRED, "older than spool.max_age_s")
+                continue
+            started = time.perf_counter()
+            try:
+                rejected = await self.sink.write(batch.lines, progress)
+            except RetryableSinkError as exc:
+                spool.keep()
+                if isinstance(exc.progress, WriteProgress):
+                    progress = exc.progress
+                self.outage = True
+                delay = backoff_delay(attempt, b.retry_initial_s, b.retry_max_s, exc.retry_after_s)
+                attempt += 1
+                self.telemetry.batch_retried(len(batch), f"spool replay: {exc}", delay)
+                await asyncio.sleep(delay)
+                continue
+            attempt, progress = 0, None
+            self.outage = False
+            self._dead_letter_refused(batch, rejected)
+            spool.accept()
+            self.telemetry.batch_written(len(batch), len(rejected), time.perf_counter() - started)
