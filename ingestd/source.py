@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
 import socket
 import ssl
 import time
@@ -49,6 +50,7 @@ class _PausableClient(aiomqtt.Client):
             self._client.manual_ack_set(True)
         self._client.on_message = lambda _client, _userdata, message: on_message(message)
         self._reader: tuple[int, Callable[[], None]] | None = None
+        self._liveness: asyncio.Task[None] | None = None
         self.paused = False
 
     def _on_socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
@@ -78,12 +80,38 @@ class _PausableClient(aiomqtt.Client):
             self.paused = True
             if self._reader is not None:
                 self._loop.remove_reader(self._reader[0])
+            self._liveness = self._loop.create_task(self._alive_while_paused())
 
     def resume_reading(self) -> None:
         if self.paused:
             self.paused = False
+            if self._liveness is not None:
+                self._liveness.cancel()
+                self._liveness = None
             if self._reader is not None and self._client.socket() is not None:
                 self._loop.add_reader(*self._reader)
+
+    async def _alive_while_paused(self) -> None:
+        """Keep paho from declaring the broker dead while we are not reading.
+
+        paho closes the connection when no byte has been read for about two keepalives after a
+        PINGREQ. While paused, the PINGRESP waits unread behind the PUBLISHes the broker keeps
+        sending, so paho would hang up and every full buffer would become a disconnect loop.
+        Bytes waiting in the socket prove the broker is alive: while there are some, tell paho so
+        (its private `_last_bytes_received`; paho-mqtt is pinned below 3 for this). With nothing
+        waiting, paho's own keepalive decides, as usual.
+        """
+        paho_client = self._client
+        interval = max(1.0, paho_client.keepalive / 3)
+        while self.paused:
+            await asyncio.sleep(interval)
+            sock = paho_client.socket()
+            if sock is None:
+                return
+            readable, _, _ = select.select([sock.fileno()], [], [], 0)
+            if readable:
+                with paho_client._msgtime_mutex:
+                    paho_client._last_bytes_received = time.monotonic()
 
     @property
     def disconnected(self) -> asyncio.Future[None]:

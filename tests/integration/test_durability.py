@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ingestd.localservers import InfluxDB1, Mosquitto
+from ingestd.localservers import InfluxDB1, Mosquitto, wait_until
 from ingestd.testing import publish, workload
 
 pytestmark = pytest.mark.integration
@@ -72,3 +72,28 @@ def publish_retained(broker: Mosquitto, topic: str, payload: bytes) -> None:
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+def test_a_full_buffer_never_turns_into_a_disconnect_loop(
+    mosquitto: Mosquitto, influxdb1: InfluxDB1, ingestd_factory: Any
+) -> None:
+    """QoS 0 and no spool: reading pauses while the buffer is full. PINGREQ keeps going out and
+    the PINGRESP waits unread; the connection must survive many keepalives regardless."""
+    ingestd = ingestd_factory(
+        mosquitto,
+        influxdb1.influx_settings(),
+        mqtt={"qos": 0, "keepalive_s": 5},
+        batch={"max_lines": 100, "buffer_max_lines": 500},
+        spool={"enabled": False},
+    )
+    influxdb1.stop()
+    publish(workload(5000, bad_ratio=0), "127.0.0.1", mosquitto.port, qos=0)
+    time.sleep(20)  # four keepalives with reading paused
+    during = ingestd.metrics()
+    assert during["ingestd_mqtt_reading_paused"] == 1
+    assert during["ingestd_mqtt_connected"] == 1
+    assert "mqtt_disconnected" not in ingestd.log.read_text()
+    influxdb1.start()
+    wait_until(lambda: ingestd.metrics()["ingestd_mqtt_reading_paused"] == 0, 60, "reading resumed")
+    assert ingestd.stop() == 0
+    assert "mqtt_disconnected" not in ingestd.log.read_text()
