@@ -75,7 +75,7 @@ class Service:
         self.source = MqttSource(
             settings.mqtt,
             self.pipeline.handle,
-            lambda: self.buffer.full,
+            self._buffer_full,
             self.buffer.wait_for_space,
             self.telemetry,
         )
@@ -106,6 +106,18 @@ class Service:
         self._stopping = asyncio.Event()
         self.started = asyncio.Event()
         self.failed = False  # a task died of an unexpected error: exit non-zero after shutdown
+
+    def _buffer_full(self) -> bool:
+        """Asked after each message: should reading pause? Not while the spool can take the
+        oldest waiting batch: a database slower than ingest overflows to disk, not to the broker."""
+        if not self.buffer.full:
+            return False
+        if self.spool is not None and self.buffer.waiting and not self.buffer.closed:
+            batch = self.buffer.take(self.settings.batch.max_lines)
+            if self.flusher.spool_batch(batch):
+                return self.buffer.full
+            self.buffer.keep(batch)
+        return True
 
     def _settle_unbuffered(self, message: RawMessage) -> None:
         """A message that was dead-lettered or ignored: ack once the dead letter is with the OS

@@ -3,6 +3,7 @@ status a test chooses, and 400 for any batch holding a line that contains a mark
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -18,10 +19,13 @@ class FakeDatabase:
     stored: list[str] = field(default_factory=list)
     requests: list[web.Request] = field(default_factory=list)
     url: str = ""
+    delay_s: float = 0.0  # a slow database
 
     async def write(self, request: web.Request) -> web.Response:
         self.requests.append(request)
         body = (await request.read()).decode()
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         if self.script:
             status, headers = self.script.pop(0)
             return web.Response(status=status, headers=headers, text="scripted")

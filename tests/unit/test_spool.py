@@ -157,3 +157,47 @@ def test_size_accounting_and_drop_oldest(tmp_path: Path) -> None:
     assert dropped is not None and dropped.lines[0].startswith("m,d=a")
     taken = spool.take()
     assert taken is not None and taken[0].lines[0].startswith("m,d=b")
+
+
+async def test_a_database_slower_than_ingest_overflows_to_the_spool_not_to_the_broker(
+    tmp_path: Path,
+) -> None:
+    import asyncio
+
+    from ingestd.config import parse_settings
+    from ingestd.service import Service
+
+    from .fakedb import fake_database
+
+    async with fake_database() as db:
+        db.delay_s = 0.2
+        settings = parse_settings(
+            {
+                "influx": {"url": db.url, "api": "v2", "bucket": "b"},
+                "mqtt": {"topics": ["#"], "qos": 0},
+                "batch": {"max_lines": 100, "buffer_max_lines": 300, "flush_interval_s": 0.05},
+                "deadletter": {"path": str(tmp_path / "dl.jsonl")},
+                "spool": {"path": str(tmp_path / "spool"), "fsync": False},
+                "routes": [{"topic": "s/{device}/{measurement}"}],
+            }
+        )
+        service = Service(settings)
+        flush = asyncio.create_task(service.flusher.run())
+        replay = asyncio.create_task(service.flusher.replay_forever())
+        paused = 0
+        for i in range(3000):  # far faster than 100 lines per 0.2 s
+            service.pipeline.handle(
+                RawMessage(f"s/d{i % 7}/t", f'{{"v": {i}, "ts": {i + 1}}}'.encode(), 1)
+            )
+            paused += service._buffer_full()
+        assert paused == 0  # reading never had to stop
+        assert service.telemetry.points_spooled > 0
+        deadline = asyncio.get_running_loop().time() + 30
+        while len(db.stored) < 3000 and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        service.buffer.close_intake()
+        await asyncio.wait_for(flush, 10)
+        replay.cancel()
+        await service.sink.close()
+        service.dead_letters.close()
+    assert len(db.stored) == 3000
