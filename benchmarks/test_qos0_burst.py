@@ -1,0 +1,95 @@
+"""QoS 0: there is nothing to acknowledge, so whatever the broker drops is the broker's. A burst
+from one publisher, reconciled: published = received by ingestd + dropped by the broker
+($SYS/broker/publish/messages/dropped), and received = stored + dead-lettered.
+
+    pytest benchmarks/test_qos0_burst.py -s        # BENCH_SMOKE=1 for a tiny run
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from ingestd.localservers import InfluxDB1, Ingestd, Mosquitto
+from ingestd.testing import ROUTES, TOPICS, publish, workload
+
+SMOKE = os.environ.get("BENCH_SMOKE") == "1"
+COUNT = 1000 if SMOKE else 100_000
+RESULTS = Path(__file__).parent / "results"
+
+
+def broker_dropped(port: int) -> int:
+    value: list[int] = []
+    done = threading.Event()
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="sys-reader")
+
+    def on_message(_c: object, _u: object, message: paho.MQTTMessage) -> None:
+        value.append(int(message.payload))
+        done.set()
+
+    client.on_message = on_message
+    client.connect("127.0.0.1", port)
+    client.subscribe("$SYS/broker/publish/messages/dropped")
+    client.loop_start()
+    done.wait(5)
+    client.disconnect()
+    client.loop_stop()
+    return value[0] if value else 0
+
+
+def test_qos0_burst_reconciles() -> None:
+    workdir = Path(tempfile.mkdtemp())
+    broker = Mosquitto(workdir, listener_options="allow_anonymous true\nsys_interval 1\n")
+    db = InfluxDB1(workdir)
+    broker.start()
+    db.start()
+    try:
+        messages = [m for m in workload(COUNT * 5, bad_ratio=0) if m.kind == "value"][:COUNT]
+        ingestd = Ingestd(
+            workdir,
+            broker,
+            db.influx_settings(),
+            TOPICS,
+            ROUTES,
+            mqtt={"qos": 0},
+            log={"format": "json", "level": "warning"},
+        )
+        ingestd.start()
+        started = time.monotonic()
+        publish(messages, "127.0.0.1", broker.port, qos=0)
+        published_s = time.monotonic() - started
+        received, last_change = -1.0, time.monotonic()
+        while time.monotonic() - last_change < 3 and time.monotonic() - started < 120:
+            metrics = ingestd.metrics()
+            if metrics["ingestd_messages_received_total"] != received:
+                received, last_change = metrics["ingestd_messages_received_total"], time.monotonic()
+            time.sleep(0.2)
+        metrics = ingestd.wait_settled(int(received), timeout_s=60)
+        time.sleep(1.5)  # one more $SYS interval
+        dropped = broker_dropped(broker.port)
+        assert ingestd.stop() == 0
+        stored = db.count()
+    finally:
+        db.stop()
+        broker.stop()
+    result = {
+        "published": COUNT,
+        "publish_seconds": round(published_s, 2),
+        "received": int(received),
+        "stored": stored,
+        "broker_dropped": dropped,
+    }
+    print(f"\nQoS 0 burst: {result}")
+    assert stored == received  # what ingestd received, it stored
+    if not SMOKE:
+        RESULTS.mkdir(exist_ok=True)
+        path = RESULTS / "qos0_burst.json"
+        runs = json.loads(path.read_text()) if path.exists() else []
+        path.write_text(json.dumps([*runs, result], indent=2) + "\n")
