@@ -172,11 +172,16 @@ def publish(
     client.connect(host, port)
     client.loop_start()
     try:
-        infos = [client.publish(m.topic, m.payload, qos=qos) for m in messages]
-        for info in infos:
-            info.wait_for_publish(timeout=timeout_s)
-            if not info.is_published():
-                raise TimeoutError("the broker did not acknowledge every message")
+        # packet ids are 16-bit: keep well under 65,535 messages outstanding
+        for start in range(0, len(messages), 20_000):
+            infos = [
+                client.publish(m.topic, m.payload, qos=qos)
+                for m in messages[start : start + 20_000]
+            ]
+            for info in infos:
+                info.wait_for_publish(timeout=timeout_s)
+                if not info.is_published():
+                    raise TimeoutError("the broker did not acknowledge every message")
     finally:
         client.disconnect()
         client.loop_stop()
