@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -17,8 +16,9 @@ from pathlib import Path
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from ingestd.localservers import InfluxDB1, Ingestd, Mosquitto
-from ingestd.testing import ROUTES, TOPICS, publish, workload
+from ingestd.testing import publish
+
+from .stack import quiet_ingestd, running_stack, value_messages
 
 SMOKE = os.environ.get("BENCH_SMOKE") == "1"
 COUNT = 1000 if SMOKE else 100_000
@@ -45,22 +45,9 @@ def broker_dropped(port: int) -> int:
 
 
 def test_qos0_burst_reconciles() -> None:
-    workdir = Path(tempfile.mkdtemp())
-    broker = Mosquitto(workdir, listener_options="allow_anonymous true\nsys_interval 1\n")
-    db = InfluxDB1(workdir)
-    broker.start()
-    db.start()
-    try:
-        messages = [m for m in workload(COUNT * 5, bad_ratio=0) if m.kind == "value"][:COUNT]
-        ingestd = Ingestd(
-            workdir,
-            broker,
-            db.influx_settings(),
-            TOPICS,
-            ROUTES,
-            mqtt={"qos": 0},
-            log={"format": "json", "level": "warning"},
-        )
+    with running_stack("sys_interval 1\n") as (broker, db, workdir):
+        messages = value_messages(COUNT)
+        ingestd = quiet_ingestd(workdir, broker, db, mqtt={"qos": 0})
         ingestd.start()
         started = time.monotonic()
         publish(messages, "127.0.0.1", broker.port, qos=0)
@@ -76,9 +63,6 @@ def test_qos0_burst_reconciles() -> None:
         dropped = broker_dropped(broker.port)
         assert ingestd.stop() == 0
         stored = db.count()
-    finally:
-        db.stop()
-        broker.stop()
     result = {
         "published": COUNT,
         "publish_seconds": round(published_s, 2),

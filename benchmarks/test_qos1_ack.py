@@ -13,14 +13,14 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from ingestd.localservers import InfluxDB1, Ingestd, Mosquitto
-from ingestd.testing import ROUTES, TOPICS, publish, workload
+from ingestd.testing import publish
+
+from .stack import quiet_ingestd, running_stack, value_messages
 
 SMOKE = os.environ.get("BENCH_SMOKE") == "1"
 COUNT = 500 if SMOKE else 20_000
@@ -36,26 +36,10 @@ CASES = {
 
 
 def drain_rate(window: int | None, mqtt: dict[str, object]) -> float:
-    workdir = Path(tempfile.mkdtemp())
-    options = "allow_anonymous true\n" + (f"max_inflight_messages {window}\n" if window else "")
-    broker = Mosquitto(workdir, listener_options=options)
-    db = InfluxDB1(workdir)
-    broker.start()
-    db.start()
-    try:
-        # every fifth workload message is a p4n4 value message
-        messages = [m for m in workload(COUNT * 5, bad_ratio=0) if m.kind == "value"]
-        assert len(messages) == COUNT
-        ingestd = Ingestd(
-            workdir,
-            broker,
-            db.influx_settings(),
-            TOPICS,
-            ROUTES,
-            mqtt=mqtt,
-            batch={"flush_interval_s": 1.0},
-            log={"format": "json", "level": "warning"},
-        )
+    options = f"max_inflight_messages {window}\n" if window else ""
+    with running_stack(options) as (broker, db, workdir):
+        messages = value_messages(COUNT)
+        ingestd = quiet_ingestd(workdir, broker, db, mqtt=mqtt, batch={"flush_interval_s": 1.0})
         ingestd.start()  # creates the persistent session
         assert ingestd.stop() == 0
         publish(messages, "127.0.0.1", broker.port)
@@ -66,9 +50,6 @@ def drain_rate(window: int | None, mqtt: dict[str, object]) -> float:
         assert ingestd.stop() == 0
         assert metrics["ingestd_points_written_total"] == COUNT
         return COUNT / elapsed
-    finally:
-        db.stop()
-        broker.stop()
 
 
 @pytest.mark.parametrize("case", list(CASES))

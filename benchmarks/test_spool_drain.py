@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
-from ingestd.localservers import InfluxDB1, Ingestd, Mosquitto, wait_until
-from ingestd.testing import ROUTES, TOPICS, publish, workload
+from ingestd.localservers import wait_until
+from ingestd.testing import publish
+
+from .stack import quiet_ingestd, running_stack, value_messages
 
 SMOKE = os.environ.get("BENCH_SMOKE") == "1"
 COUNT = 1000 if SMOKE else 100_000
@@ -23,24 +24,9 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def drain_rate() -> float:
-    workdir = Path(tempfile.mkdtemp())
-    broker = Mosquitto(
-        workdir, listener_options="allow_anonymous true\nmax_inflight_messages 1000\n"
-    )
-    db = InfluxDB1(workdir)
-    broker.start()
-    db.start()
-    try:
-        messages = [m for m in workload(COUNT * 5, bad_ratio=0) if m.kind == "value"][:COUNT]
-        ingestd = Ingestd(
-            workdir,
-            broker,
-            db.influx_settings(),
-            TOPICS,
-            ROUTES,
-            mqtt={"max_inflight": 1000},
-            log={"format": "json", "level": "warning"},
-        )
+    with running_stack("max_inflight_messages 1000\n") as (broker, db, workdir):
+        messages = value_messages(COUNT)
+        ingestd = quiet_ingestd(workdir, broker, db, mqtt={"max_inflight": 1000})
         ingestd.start()
         db.stop()
         publish(messages, "127.0.0.1", broker.port)
@@ -56,9 +42,6 @@ def drain_rate() -> float:
         assert ingestd.stop() == 0
         assert db.count() == COUNT
         return COUNT / elapsed
-    finally:
-        db.stop()
-        broker.stop()
 
 
 def test_spool_drain_rate() -> None:
