@@ -40,17 +40,56 @@ def format_field_value(value: FieldValue) -> str:
     return '"' + value.translate(_ESCAPE_STRING) + '"'
 
 
-def to_line(point: Point) -> str:
-    """One point as one line of line protocol, nanosecond timestamp, no trailing newline."""
-    parts = [escape_measurement(point.measurement)]
-    for key, value in sorted(point.tags):
+def series_prefix(measurement: str, tags: tuple[tuple[str, str], ...]) -> str:
+    """`measurement,tag=value,...`, escaped, tags sorted: everything a line has before its fields."""
+    parts = [escape_measurement(measurement)]
+    for key, value in sorted(tags):
         if key and value:
             parts.append(f",{escape_key(key)}={escape_tag_value(value)}")
-    parts.append(" ")
-    parts.append(
-        ",".join(
-            f"{escape_key(key)}={format_field_value(value)}" for key, value in sorted(point.fields)
-        )
-    )
-    parts.append(f" {point.time_ns}")
     return "".join(parts)
+
+
+def field_set(fields: tuple[tuple[str, FieldValue], ...]) -> str:
+    return ",".join(
+        f"{escape_key(key)}={format_field_value(value)}" for key, value in sorted(fields)
+    )
+
+
+def to_line(point: Point) -> str:
+    """One point as one line of line protocol, nanosecond timestamp, no trailing newline."""
+    return (
+        f"{series_prefix(point.measurement, point.tags)} {field_set(point.fields)} {point.time_ns}"
+    )
+
+
+class LineEncoder:
+    """`to_line` for the hot path: a device's series prefix is escaped once, not per message.
+    The cache is cleared at `max_series`, so invented series cost time, never memory."""
+
+    def __init__(self, max_series: int = 100_000) -> None:
+        self._prefixes: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
+        self._keys: dict[str, str] = {}  # escaped field keys, bounded the same way
+        self._max_series = max_series
+
+    def _key(self, key: str) -> str:
+        escaped = self._keys.get(key)
+        if escaped is None:
+            if len(self._keys) >= self._max_series:
+                self._keys.clear()
+            escaped = self._keys[key] = escape_key(key)
+        return escaped
+
+    def to_line(self, point: Point) -> str:
+        series = (point.measurement, point.tags)
+        prefix = self._prefixes.get(series)
+        if prefix is None:
+            if len(self._prefixes) >= self._max_series:
+                self._prefixes.clear()
+            prefix = self._prefixes[series] = series_prefix(point.measurement, point.tags)
+        fields = point.fields
+        if len(fields) == 1:
+            key, value = fields[0]
+            return f"{prefix} {self._key(key)}={format_field_value(value)} {point.time_ns}"
+        key_of = self._key
+        field_text = ",".join(f"{key_of(k)}={format_field_value(v)}" for k, v in sorted(fields))
+        return f"{prefix} {field_text} {point.time_ns}"

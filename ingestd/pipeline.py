@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from ingestd.buffer import BufferClosed, MemoryBuffer
 from ingestd.config import LimitSettings
-from ingestd.encode import to_line
+from ingestd.encode import LineEncoder
 from ingestd.errors import DropReason, MessageRejected
 from ingestd.logs import get_logger
 from ingestd.records import DeadLetter, RawMessage
@@ -41,6 +41,7 @@ class Pipeline:
         self.settled = settled
         self.skip_retained = skip_retained
         self.field_types = FieldTypes()
+        self.encoder = LineEncoder()
         self.limits = limits
         self.series = SeriesGuard(limits.max_series_per_route)
 
@@ -68,7 +69,7 @@ class Pipeline:
         )
         for point in points:
             self.series.admit(route, point)
-        return [to_line(point) for point in points]
+        return [self.encoder.to_line(point) for point in points]
 
     def handle(self, message: RawMessage) -> None:
         self.telemetry.messages_received += 1

@@ -4,7 +4,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from influxdb_client import Point as ReferencePoint
 
-from ingestd.encode import to_line
+from ingestd.encode import LineEncoder, to_line
 from ingestd.records import Point
 
 names = st.text(min_size=1, max_size=12).filter(lambda s: s.strip() != "" and not s.startswith("#"))
@@ -33,6 +33,8 @@ def test_to_line_agrees_with_influxdb_client(
     reference.time(time_ns)
     ours = Point(measurement, tuple(tags.items()), tuple(fields.items()), time_ns)  # type: ignore[arg-type]
     assert to_line(ours) == reference.to_line_protocol()
+    cached = LineEncoder(max_series=2)
+    assert cached.to_line(ours) == cached.to_line(ours) == reference.to_line_protocol()
 
 
 def test_to_line_escapes_spaces_commas_and_equals_in_tags_and_keys() -> None:
