@@ -49,6 +49,7 @@ def test_qos0_burst_reconciles() -> None:
         messages = value_messages(COUNT)
         ingestd = quiet_ingestd(workdir, broker, db, mqtt={"qos": 0})
         ingestd.start()
+        cpu_before = ingestd.cpu_seconds()
         started = time.monotonic()
         publish(messages, "127.0.0.1", broker.port, qos=0)
         published_s = time.monotonic() - started
@@ -59,6 +60,8 @@ def test_qos0_burst_reconciles() -> None:
                 received, last_change = metrics["ingestd_messages_received_total"], time.monotonic()
             time.sleep(0.2)
         metrics = ingestd.wait_settled(int(received), timeout_s=60)
+        cpu_ms_per_1000 = (ingestd.cpu_seconds() - cpu_before) / received * 1e6
+        peak_rss_mb = ingestd.peak_rss_mb()
         time.sleep(1.5)  # one more $SYS interval
         dropped = broker_dropped(broker.port)
         assert ingestd.stop() == 0
@@ -69,6 +72,8 @@ def test_qos0_burst_reconciles() -> None:
         "received": int(received),
         "stored": stored,
         "broker_dropped": dropped,
+        "ingestd_cpu_ms_per_1000_messages": round(cpu_ms_per_1000, 1),
+        "ingestd_peak_rss_mb": round(peak_rss_mb, 1),
     }
     print(f"\nQoS 0 burst: {result}")
     assert stored == received  # what ingestd received, it stored

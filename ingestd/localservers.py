@@ -409,6 +409,20 @@ class Ingestd:
             time.sleep(0.1)
         raise TimeoutError(f"not settled after {timeout_s}s: {metrics}")
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the ingestd process has used so far (from /proc)."""
+        assert self.proc is not None
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def peak_rss_mb(self) -> float:
+        """The process's peak resident memory (VmHWM) in MB."""
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
     def kill(self) -> None:
         """SIGKILL: no shutdown, no drain, nothing flushed."""
         assert self.proc is not None
