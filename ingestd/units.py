@@ -9,10 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cache
-
-import pint
+from typing import TYPE_CHECKING
 
 from ingestd.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pint
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,11 +33,17 @@ class Conversion:
 
 @cache
 def _registry() -> pint.UnitRegistry[Fraction]:
+    # imported here, not at the top: pint costs ~12 MB of RSS, and a config without `units`
+    # (the p4n4 default) never needs it
+    import pint
+
     return pint.UnitRegistry(non_int_type=Fraction)
 
 
 def parse_conversion(spec: str, key: str) -> Conversion:
     """Resolve "degF -> degC" (or "mV->V", "W*min -> Wh"); raise ConfigError naming `key`."""
+    import pint
+
     parts = [p.strip() for p in spec.split("->")]
     if len(parts) != 2 or not all(parts):
         raise ConfigError(key, f"expected 'source -> target', got {spec!r}")
