@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""Turn compose/.env.example into compose/.env with random secrets, and write mosquitto/passwd.
+
+    python3 compose/setup_secrets.py            # create what is missing, keep what exists
+    python3 compose/setup_secrets.py --rotate   # new values for every secret
+
+Every `change-me` gets a cryptographically random value: `secrets.token_hex(32)` for tokens and
+keys, `secrets.token_urlsafe(24)` for passwords (as the p4n4 design specifies). Names (org,
+bucket, user names) keep their defaults, and EI_API_KEY is left for you to fill in. An existing
+secret in .env is never overwritten without --rotate. mosquitto/passwd is written for every
+MQTT_<ACCOUNT>_USER / _PASSWORD pair, in mosquitto's own format (PBKDF2-SHA512, `$7$`), so no
+mosquitto_passwd is needed. Nothing secret is ever printed. Standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import os
+import re
+import secrets
+from pathlib import Path
+
+PLACEHOLDER = "change-me"
+PBKDF2_ITERATIONS = 1000  # mosquitto's own default is 101; it verifies any count it finds
+HERE = Path(__file__).resolve().parent
+
+
+def random_value(name: str) -> str:
+    if name.endswith(("_TOKEN", "_KEY")):
+        return secrets.token_hex(32)
+    return secrets.token_urlsafe(24)
+
+
+def read_env(path: Path) -> list[tuple[str, str]]:
+    """(name, value) pairs in file order; comments and blank lines as ('', line)."""
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        match = re.match(r"^([A-Z][A-Z0-9_]*)=(.*)$", line)
+        out.append((match.group(1), match.group(2)) if match else ("", line))
+    return out
+
+
+def mosquitto_hash(password: str, iterations: int = PBKDF2_ITERATIONS) -> str:
+    salt = secrets.token_bytes(12)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
+    return f"$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+
+
+def write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def setup(example: Path, env: Path, passwd: Path, rotate: bool) -> list[str]:
+    """Write env and passwd; return a report without secret values."""
+    existing = dict(pair for pair in read_env(env) if pair[0]) if env.exists() else {}
+    report, lines, values = [], [], {}
+    for name, default in read_env(example):
+        if not name:
+            lines.append(default)
+            continue
+        if default == PLACEHOLDER and (
+            rotate or not existing.get(name) or existing[name] == PLACEHOLDER
+        ):
+            value = random_value(name)
+            report.append(f"{name}: {'rotated' if name in existing and rotate else 'generated'}")
+        elif name in existing:
+            value = existing[name]
+        else:
+            value = default
+            report.append(
+                f"{name}: default {default!r}" if default else f"{name}: left empty, fill it in"
+            )
+        values[name] = value
+        lines.append(f"{name}={value}")
+    write_private(env, "\n".join(lines) + "\n")
+    accounts = []
+    for name, user in values.items():
+        match = re.match(r"^MQTT_([A-Z0-9]+)_USER$", name)
+        password = values.get(f"MQTT_{match.group(1)}_PASSWORD") if match else None
+        if match and user and password:
+            accounts.append(f"{user}:{mosquitto_hash(password)}")
+    write_private(passwd, "\n".join(accounts) + "\n")
+    report.append(f"{passwd}: {len(accounts)} MQTT accounts")
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rotate", action="store_true", help="new values for every secret")
+    parser.add_argument("--example", type=Path, default=HERE / ".env.example")
+    parser.add_argument("--env", type=Path, default=HERE / ".env")
+    parser.add_argument("--passwd", type=Path, default=HERE.parent / "mosquitto" / "passwd")
+    args = parser.parse_args()
+    for line in setup(args.example, args.env, args.passwd, args.rotate):
+        print(line)
+    print(f"wrote {args.env} (mode 600)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""compose/setup_secrets.py: random secrets, never overwritten without --rotate, and a passwd file
+a real mosquitto accepts with the shipped configuration and ACL."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import time
+from pathlib import Path
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from ingestd.localservers import Process, free_port
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+
+
+def load_setup():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location(
+        "setup_secrets", REPO / "compose" / "setup_secrets.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def env_values(path: Path) -> dict[str, str]:
+    return dict(re.findall(r"^([A-Z][A-Z0-9_]*)=(.*)$", path.read_text(), flags=re.M))
+
+
+def connects(port: int, user: str, password: str) -> bool:
+    codes: list[int] = []
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"t-{time.monotonic_ns()}")
+    client.username_pw_set(user, password)
+    client.on_connect = lambda _c, _u, _f, reason, _p: codes.append(reason.value)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    deadline = time.monotonic() + 5
+    while not codes and time.monotonic() < deadline:
+        time.sleep(0.02)
+    client.disconnect()
+    client.loop_stop()
+    return codes == [0]
+
+
+def test_secrets_are_random_kept_rotated_and_the_passwd_works_in_mosquitto(tmp_path: Path) -> None:
+    setup = load_setup()
+    example, env, passwd = REPO / "compose" / ".env.example", tmp_path / ".env", tmp_path / "passwd"
+    setup.setup(example, env, passwd, rotate=False)
+    first = env_values(env)
+    placeholders = [k for k, v in env_values(example).items() if v == "change-me"]
+    assert placeholders and all(
+        first[k] != "change-me" and len(first[k]) >= 32 for k in placeholders
+    )
+    assert len({first[k] for k in placeholders}) == len(placeholders)  # all distinct
+    assert first["INFLUXDB_ORG"] == "p4n4" and first["EI_API_KEY"] == ""
+    assert env.stat().st_mode & 0o777 == 0o600
+
+    setup.setup(example, env, passwd, rotate=False)
+    assert env_values(env) == first  # never overwritten without --rotate
+    report = setup.setup(example, env, passwd, rotate=True)
+    rotated = env_values(env)
+    assert all(rotated[k] != first[k] for k in placeholders)
+    assert not any(
+        rotated[k] in line for k in placeholders for line in report
+    )  # nothing secret printed
+
+    port = free_port()
+    shutil.copy(REPO / "mosquitto" / "acl", tmp_path / "acl")
+    conf = (REPO / "mosquitto" / "mosquitto.conf").read_text()
+    conf = re.sub(r"^listener 1883$", f"listener {port} 127.0.0.1", conf, flags=re.M)
+    conf = re.sub(r"^listener 9001\nprotocol websockets\n", "", conf, flags=re.M)
+    conf = conf.replace("/mosquitto/config/", f"{tmp_path}/").replace(
+        "/mosquitto/data/", f"{tmp_path}/"
+    )
+    (tmp_path / "m.conf").write_text(f"user root\n{conf}")
+    broker = Process(
+        [shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(tmp_path / "m.conf")],
+        tmp_path,
+        port,
+        "mosquitto-secrets",
+    )
+    broker.start()
+    try:
+        assert connects(port, rotated["MQTT_INGESTD_USER"], rotated["MQTT_INGESTD_PASSWORD"])
+        assert connects(port, rotated["MQTT_DEVICE_USER"], rotated["MQTT_DEVICE_PASSWORD"])
+        assert not connects(port, rotated["MQTT_INGESTD_USER"], first["MQTT_INGESTD_PASSWORD"])
+    finally:
+        broker.stop()
