@@ -9,7 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ingestd.localservers import InfluxDB1, Ingestd, Mosquitto
+from ingestd.localservers import InfluxDB1, Mosquitto
+from ingestd.runner import Ingestd
 from ingestd.testing import ROUTES, TOPICS, Expected, workload
 
 

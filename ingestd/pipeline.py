@@ -13,11 +13,12 @@ from ingestd.buffer import BufferClosed, MemoryBuffer
 from ingestd.config import LimitSettings
 from ingestd.encode import LineEncoder
 from ingestd.errors import DropReason, MessageRejected
+from ingestd.fieldtypes import FieldTypes
 from ingestd.logs import get_logger
 from ingestd.records import DeadLetter, RawMessage
 from ingestd.routes import RouteTable
 from ingestd.telemetry import Telemetry
-from ingestd.transform import FieldTypes, SeriesGuard, to_points
+from ingestd.transform import SeriesGuard, to_points
 
 
 class Pipeline:

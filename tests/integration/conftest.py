@@ -9,11 +9,11 @@ import pytest
 from ingestd.localservers import (
     Database,
     InfluxDB1,
-    Ingestd,
     Mosquitto,
     VictoriaMetrics,
     docker_available,
 )
+from ingestd.runner import Ingestd
 from ingestd.testing import ROUTES, TOPICS
 
 pytestmark = pytest.mark.integration

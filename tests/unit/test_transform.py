@@ -9,11 +9,11 @@ from hypothesis import strategies as st
 from ingestd.buffer import MemoryBuffer
 from ingestd.config import LimitSettings, parse_settings
 from ingestd.errors import MessageRejected
+from ingestd.fieldtypes import FieldTypes, coerce
 from ingestd.pipeline import Pipeline
 from ingestd.records import DeadLetter, RawMessage
 from ingestd.routes import compile_routes
 from ingestd.telemetry import Telemetry
-from ingestd.transform import FieldTypes, coerce
 
 SETTINGS = parse_settings(
     {
