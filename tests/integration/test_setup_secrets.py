@@ -5,18 +5,13 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import shutil
-import time
 from pathlib import Path
 
-import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
-from ingestd.localservers import Process, free_port
+from .shipped import REPO, close, connect, start_shipped_broker
 
 pytestmark = pytest.mark.integration
-REPO = Path(__file__).resolve().parents[2]
 
 
 def load_setup():  # type: ignore[no-untyped-def]
@@ -34,17 +29,8 @@ def env_values(path: Path) -> dict[str, str]:
 
 
 def connects(port: int, user: str, password: str) -> bool:
-    codes: list[int] = []
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"t-{time.monotonic_ns()}")
-    client.username_pw_set(user, password)
-    client.on_connect = lambda _c, _u, _f, reason, _p: codes.append(reason.value)
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    deadline = time.monotonic() + 5
-    while not codes and time.monotonic() < deadline:
-        time.sleep(0.02)
-    client.disconnect()
-    client.loop_stop()
+    client, codes = connect(port, user, password)
+    close(client)
     return codes == [0]
 
 
@@ -70,22 +56,7 @@ def test_secrets_are_random_kept_rotated_and_the_passwd_works_in_mosquitto(tmp_p
         rotated[k] in line for k in placeholders for line in report
     )  # nothing secret printed
 
-    port = free_port()
-    shutil.copy(REPO / "mosquitto" / "acl", tmp_path / "acl")
-    conf = (REPO / "mosquitto" / "mosquitto.conf").read_text()
-    conf = re.sub(r"^listener 1883$", f"listener {port} 127.0.0.1", conf, flags=re.M)
-    conf = re.sub(r"^listener 9001\nprotocol websockets\n", "", conf, flags=re.M)
-    conf = conf.replace("/mosquitto/config/", f"{tmp_path}/").replace(
-        "/mosquitto/data/", f"{tmp_path}/"
-    )
-    (tmp_path / "m.conf").write_text(f"user root\n{conf}")
-    broker = Process(
-        [shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(tmp_path / "m.conf")],
-        tmp_path,
-        port,
-        "mosquitto-secrets",
-    )
-    broker.start()
+    broker, port, _ = start_shipped_broker(tmp_path, passwd)
     try:
         assert connects(port, rotated["MQTT_INGESTD_USER"], rotated["MQTT_INGESTD_PASSWORD"])
         assert connects(port, rotated["MQTT_DEVICE_USER"], rotated["MQTT_DEVICE_PASSWORD"])
