@@ -165,6 +165,14 @@ class SpoolSettings(_Section):
     on_full: Literal["block", "drop_oldest", "drop_newest"] = "block"
 
 
+class SelfMetricsSettings(_Section):
+    """ingestd's own counters written into the database at an interval, as Telegraf's internal
+    plugin does, so a Grafana on the same InfluxDB shows ingestd's health without Prometheus."""
+
+    interval_s: float = Field(10.0, ge=0)  # 0 turns it off
+    measurement: str = Field("ingestd", min_length=1)
+
+
 class LogSettings(_Section):
     format: Literal["auto", "console", "json"] = "auto"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -218,6 +226,7 @@ class Settings(_Section):
     log: LogSettings = Field(default_factory=LogSettings)
     shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
     spool: SpoolSettings = Field(default_factory=SpoolSettings)
+    self_metrics: SelfMetricsSettings = Field(default_factory=SelfMetricsSettings)
     routes: list[RouteSettings] = Field(default_factory=lambda: list(DEFAULT_ROUTES))
 
     @model_validator(mode="after")

@@ -73,6 +73,8 @@ class Ingestd:
             "spool": {"path": str(workdir / "spool")},
             "http": {"port": self.http_port},
             "log": {"format": "json"},
+            # off unless a test asks: its points would be counted as sensor data by read-backs
+            "self_metrics": {"interval_s": 0},
             "routes": routes,
         }
         for key, value in overrides.items():

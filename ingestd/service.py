@@ -37,6 +37,7 @@ from ingestd.logs import get_logger
 from ingestd.pipeline import Pipeline
 from ingestd.records import RawMessage
 from ingestd.routes import compile_routes
+from ingestd.selfmetrics import SelfMetrics
 from ingestd.sink import InfluxSink
 from ingestd.source import MqttSource
 from ingestd.spool import DiskSpool
@@ -103,6 +104,7 @@ class Service:
             flush_dead_letters=self.dead_letters.flush,
         )
         self.http = HttpEndpoints(self.telemetry, self._ready)
+        self.self_metrics = SelfMetrics(settings, self.telemetry)
         self._stopping = asyncio.Event()
         self.started = asyncio.Event()
         self.failed = False  # a task died of an unexpected error: exit non-zero after shutdown
@@ -168,6 +170,7 @@ class Service:
         flush = asyncio.create_task(self.flusher.run(), name="flush")
         replay = asyncio.create_task(self.flusher.replay_forever(), name="spool-replay")
         dl_flush = asyncio.create_task(self.dead_letters.flush_every(1.0), name="deadletter-flush")
+        reports = asyncio.create_task(self.self_metrics.run(), name="self-metrics")
         self.started.set()
         stopping = asyncio.create_task(self._stopping.wait())
         done, _ = await asyncio.wait({ingest, flush, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -212,20 +215,26 @@ class Service:
         ingest.cancel()
         # 5. close the sink and the rest
         await self.sink.close()
+        reports.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await reports
         dl_flush.cancel()
         stopping.cancel()
         self.dead_letters.close()
         await self.http.stop()
+        self._log_summary(time.monotonic() - started_at, len(left), left_with_broker)
+
+    def _log_summary(self, uptime_s: float, unwritten: int, left_with_broker: int) -> None:
         t = self.telemetry
         self.log.info(
             "ingestd_stopped",
-            uptime_s=round(time.monotonic() - started_at, 1),
+            uptime_s=round(uptime_s, 1),
             received=t.messages_received,
             written=t.points_written,
             ignored=t.messages_ignored,
             dropped=t.dropped_total,
             dropped_by_reason=dict(t.dropped),
-            unwritten_lines=len(left),
+            unwritten_lines=unwritten,
             left_with_broker=left_with_broker,
         )
 

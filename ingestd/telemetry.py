@@ -38,6 +38,8 @@ class Telemetry:
         # (bytes held, records replayed, corrupt records skipped), read at scrape time
         self.spool_gauge: Callable[[], tuple[int, int, int]] = lambda: (0, 0, 0)
         self.points_written = 0
+        self.write_seconds_sum = 0.0  # with writes_timed: mean write latency per interval
+        self.writes_timed = 0
         self.dropped: Counter[str] = Counter()
         self.batches: Counter[str] = Counter()
         self.mqtt_connected = False
@@ -89,6 +91,8 @@ class Telemetry:
         self.points_written += lines - rejected
         self.batches["partial" if rejected else "written"] += 1
         self.write_seconds.observe(seconds)
+        self.write_seconds_sum += seconds
+        self.writes_timed += 1
         self.log.debug("batch_written", lines=lines, rejected=rejected, seconds=round(seconds, 4))
 
     def batch_retried(self, lines: int, error: str, delay_s: float) -> None:
