@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
@@ -250,6 +251,34 @@ def key_path(loc: tuple[int | str, ...]) -> str:
     return out
 
 
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_env(value: object, path: tuple[str | int, ...] = ()) -> object:
+    """`${NAME}` and `${NAME:-default}` in string values, from the environment, as compose does:
+    one config file serves every deployment (org, bucket, host names come from the stack's .env).
+    A reference to an unset variable without a default is an error naming the key. `$${` is a
+    literal `${`. Secrets still go through *_env / *_file keys, which take names, not values."""
+    if isinstance(value, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            found = os.environ.get(name)
+            if found is not None:
+                return found
+            if default is not None:
+                return default
+            raise ConfigError(key_path(path), f"environment variable {name} is not set")
+
+        parts = value.split("$${")
+        return "${".join(_ENV_REFERENCE.sub(substitute, part) for part in parts)
+    if isinstance(value, dict):
+        return {k: expand_env(v, (*path, k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, (*path, i)) for i, v in enumerate(value)]
+    return value
+
+
 def parse_settings(data: dict[str, object]) -> Settings:
     try:
         return Settings.model_validate(data)
@@ -273,4 +302,6 @@ def load_settings(path: Path) -> Settings:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError("", f"{path} is not valid TOML: {exc}") from exc
-    return parse_settings(data)
+    expanded = expand_env(data)
+    assert isinstance(expanded, dict)
+    return parse_settings(expanded)

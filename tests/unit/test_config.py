@@ -98,3 +98,33 @@ def test_secrets_come_from_env_and_a_missing_one_is_a_config_error(
 def test_secrets_cannot_be_written_in_the_toml() -> None:
     assert error_key({**V1, "mqtt": {"password": "x"}}) == "mqtt.password"
     assert error_key({"influx": {"bucket": "b", "token": "x"}}) == "influx.token"
+
+
+def test_env_references_expand_with_defaults_and_escapes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEST_ORG", "acme")
+    monkeypatch.delenv("TEST_UNSET", raising=False)
+    path = tmp_path / "ingest.toml"
+    path.write_text(
+        '[mqtt]\nhost = "${TEST_UNSET:-mosquitto}"\nclient_id = "$${literal}"\n'
+        '[influx]\norg = "${TEST_ORG}"\nbucket = "b-${TEST_ORG}-${TEST_UNSET:-}"\n'
+        'token_env = "TEST_ORG"\n'
+    )
+    settings = load_settings(path)
+    assert settings.mqtt.host == "mosquitto"
+    assert settings.mqtt.client_id == "${literal}"
+    assert settings.influx.org == "acme"
+    assert settings.influx.bucket == "b-acme-"
+
+
+def test_an_unset_env_reference_names_its_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TEST_UNSET", raising=False)
+    path = tmp_path / "ingest.toml"
+    path.write_text('[influx]\napi = "v1"\ndatabase = "d"\n[[routes]]\ntopic = "${TEST_UNSET}"\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert info.value.key == "routes[0].topic"
+    assert "TEST_UNSET" in info.value.message
