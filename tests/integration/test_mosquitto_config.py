@@ -17,7 +17,13 @@ from .shipped import close, connect, start_shipped_broker
 
 pytestmark = pytest.mark.integration
 
-USERS = {"ingestd": "ingestd-pw", "n8n": "n8n-pw", "device-1": "d1-pw", "device-2": "d2-pw"}
+USERS = {
+    "ingestd": "ingestd-pw",
+    "n8n": "n8n-pw",
+    "simulator": "sim-pw",
+    "device-1": "d1-pw",
+    "device-2": "d2-pw",
+}
 
 
 @pytest.fixture
@@ -59,3 +65,33 @@ def test_shipped_config_enforces_the_acl(shipped_broker: tuple[int, int]) -> Non
     browser, over_websockets = client(ws_port, "device-2", transport="websockets")
     assert over_websockets == [0]
     close(ingestd, device, stranger, browser)
+
+
+def test_the_demo_fleet_reaches_every_route_and_ingestd_reads_the_broker_counters(
+    shipped_broker: tuple[int, int],
+) -> None:
+    port, _ = shipped_broker
+    received: list[str] = []
+    ingestd, _ = client(port, "ingestd")
+    ingestd.on_message = lambda _c, _u, m: received.append(m.topic)
+    for topic in ("sensors/#", "iot/#", "devices/#", "+/+/+/data", "$SYS/broker/uptime"):
+        ingestd.subscribe(topic, qos=1)
+    time.sleep(0.3)
+    fleet, _ = client(port, "simulator")
+    device, _ = client(port, "device-1")
+    allowed = [
+        "sensors/d-9/temperature",
+        "iot/telemetry/d-9",
+        "devices/d-9/co2",
+        "home/ruuvi/d-9/data",
+    ]
+    for topic in allowed:
+        fleet.publish(topic, b"1", qos=1).wait_for_publish(5)
+    device.publish("iot/telemetry/device-1", b"1", qos=1).wait_for_publish(5)  # not a device's
+    deadline = time.monotonic() + 15  # $SYS is published every sys_interval (10 s by default)
+    while time.monotonic() < deadline and "$SYS/broker/uptime" not in received:
+        time.sleep(0.2)
+    time.sleep(0.3)
+    assert sorted(t for t in received if not t.startswith("$SYS")) == sorted(allowed)
+    assert "$SYS/broker/uptime" in received
+    close(ingestd, fleet, device)

@@ -1,0 +1,185 @@
+"""The compose stacks, checked offline (this machine has no Docker engine): the compose-spec
+schema, every ${VAR} defined in .env.example, pinned images, health-gated start order, limits,
+logs, volumes, ports and the shared network as the p4n4 design lays them out."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import COMPOSE, REPO, STACKS, env_file, load_yaml
+
+# ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?err}; $$ is a literal dollar for the container
+VAR = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:[:?-][^}]*)?\}")
+DESIGN_PORTS = {"iot": {1883, 9001, 8086, 3000}, "ai": {11434, 5678, 8283}, "edge": {8080}}
+MQTT_PORTS = {1883, 9001}
+ONE_SHOT = {"ollama-pull", "n8n-import"}
+DESIGN_SECRETS = [  # the p4n4 design's secrets table
+    "INFLUXDB_ADMIN_TOKEN",
+    "INFLUXDB_ADMIN_PASSWORD",
+    "MQTT_INGESTD_PASSWORD",
+    "GF_SECURITY_ADMIN_PASSWORD",
+    "N8N_BASIC_AUTH_PASSWORD",
+    "N8N_ENCRYPTION_KEY",
+    "LETTA_SERVER_PASSWORD",
+]
+
+
+def services(stack: str) -> dict[str, Any]:
+    result: dict[str, Any] = load_yaml(STACKS[stack])["services"]
+    return result
+
+
+def test_every_compose_file_matches_the_compose_spec_schema() -> None:
+    check = Path(sys.executable).parent / "check-jsonschema"
+    result = subprocess.run(
+        [str(check), "--builtin-schema", "vendor.compose-spec", *map(str, STACKS.values())],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("path", [*STACKS.values(), COMPOSE / "production.env"], ids=str)
+def test_every_variable_is_defined_in_env_example(path: Path) -> None:
+    defined = env_file(COMPOSE / ".env.example")
+    used = set(VAR.findall(path.read_text())) | (
+        set(env_file(path)) if path.suffix == ".env" else set()
+    )
+    assert used, "the pattern found nothing: it is broken"
+    assert sorted(used - set(defined)) == []
+
+
+def test_env_example_has_a_placeholder_for_every_design_secret() -> None:
+    example = env_file(COMPOSE / ".env.example")
+    assert {name: example.get(name) for name in DESIGN_SECRETS} == dict.fromkeys(
+        DESIGN_SECRETS, "change-me"
+    )
+    assert example["EI_API_KEY"] == ""  # the user's own key
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_images_are_pinned_to_versions(stack: str) -> None:
+    for name, service in services(stack).items():
+        image = service["image"]
+        repo, _, tag = image.rpartition(":")
+        assert repo and tag and tag != "latest" and re.match(r"^\d+\.\d+", tag), (name, image)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_services_are_limited_logged_restarted_and_on_the_shared_network(stack: str) -> None:
+    for name, service in services(stack).items():
+        assert service["networks"] == ["p4n4-net"], name
+        assert service["logging"]["options"]["max-size"], name
+        if name in ONE_SHOT:
+            assert service["restart"] == "no", name
+            continue
+        assert service["restart"] == "unless-stopped", name
+        assert re.match(r"^\d+[mg]$", service["mem_limit"]), name
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_dependencies_wait_for_health_or_completion(stack: str) -> None:
+    all_services = services(stack)
+    for name, service in all_services.items():
+        for dependency, rule in service.get("depends_on", {}).items():
+            target = all_services[dependency]
+            if dependency in ONE_SHOT:
+                assert rule["condition"] == "service_completed_successfully", name
+            else:
+                assert rule["condition"] == "service_healthy", (name, dependency)
+                assert target.get("healthcheck", {}).get("test"), dependency
+
+
+def test_ingestd_starts_after_mosquitto_and_influxdb_are_healthy() -> None:
+    depends = services("iot")["ingestd"]["depends_on"]
+    assert depends == {
+        "mosquitto": {"condition": "service_healthy"},
+        "influxdb": {"condition": "service_healthy"},
+    }
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_ports_follow_the_design_and_only_mqtt_ignores_bind_ip(stack: str) -> None:
+    published = set()
+    for service in services(stack).values():
+        for port in service.get("ports", []):
+            host, _, container = port.rpartition(":")
+            published.add(int(container))
+            if int(container) in MQTT_PORTS:
+                assert host == container
+            else:
+                assert host.startswith("${BIND_IP"), port
+    assert published == DESIGN_PORTS[stack]
+    assert env_file(COMPOSE / "production.env")["BIND_IP"] == "127.0.0.1"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_state_lives_in_declared_named_volumes_and_mounts_exist(stack: str) -> None:
+    document = load_yaml(STACKS[stack])
+    declared = set(document.get("volumes") or {})
+    generated = {REPO / "mosquitto" / "passwd"}  # written by setup_secrets.py
+    for name, service in document["services"].items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                path = (COMPOSE / source).resolve()
+                assert path in generated or path.exists(), (name, volume)
+            else:
+                assert source in declared, (name, volume)
+
+
+def test_iot_stack_owns_the_network_and_the_others_join_it() -> None:
+    iot = load_yaml(STACKS["iot"])["networks"]["p4n4-net"]
+    assert iot["name"] == "p4n4-net"
+    assert iot["ipam"]["config"] == [{"subnet": "172.20.0.0/16"}]
+    for stack in ("ai", "edge"):
+        assert load_yaml(STACKS[stack])["networks"]["p4n4-net"] == {
+            "external": True,
+            "name": "p4n4-net",
+        }
+
+
+def test_the_gpu_and_usb_blocks_ship_commented_out() -> None:
+    ai = STACKS["ai"].read_text()
+    assert "# deploy:" in ai and "driver: nvidia" in ai
+    assert "deploy" not in services("ai")["ollama"]
+    edge = STACKS["edge"].read_text()
+    assert "# devices:" in edge and "devices" not in services("edge")["edge-impulse-runner"]
+
+
+def test_model_binaries_are_ignored_by_git() -> None:
+    result = subprocess.run(
+        ["git", "check-ignore", "-q", "compose/edge-impulse/models/model.eim"],
+        cwd=REPO,
+        check=False,
+        timeout=30,
+    )
+    assert result.returncode == 0
+
+
+def test_the_ingestd_image_is_slim_non_root_and_health_checked() -> None:
+    dockerfile = (COMPOSE / "ingestd.Dockerfile").read_text()
+    stages = re.findall(r"^FROM (.+)$", dockerfile, flags=re.M)
+    assert stages == ["${PYTHON_IMAGE} AS build", "${PYTHON_IMAGE}"]  # the final stage: no tools
+    base = re.search(r"^ARG PYTHON_IMAGE=(\S+)", dockerfile, flags=re.M)
+    assert base and re.match(r"^python:3\.11\.\d+-slim-bookworm$", base.group(1))
+    final = dockerfile.split("\nFROM ${PYTHON_IMAGE}\n")[1]
+    assert re.search(r"^USER ingestd", final, flags=re.M)
+    assert "apt-get" not in final and "gcc" not in final  # no build tools in the final image
+    health = re.search(r"HEALTHCHECK .*?127\.0\.0\.1:(\d+)/healthz", final, flags=re.S)
+    config = tomllib.loads((COMPOSE / "ingest.toml").read_text())
+    assert health and int(health.group(1)) == config["http"]["port"]
+    for source in re.findall(r"^COPY (?!--from)(.+) \S+$", dockerfile, flags=re.M):
+        for path in source.split():
+            assert (REPO / path).exists(), path
+    ignore = (COMPOSE / "ingestd.Dockerfile.dockerignore").read_text()
+    assert "!ingestd/" in ignore and "!pyproject.toml" in ignore and "!README.md" in ignore

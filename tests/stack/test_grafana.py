@@ -1,0 +1,94 @@
+"""Grafana provisioning: the datasource is built from .env through the Grafana container's
+environment, dashboards parse, UIDs are unique, and every panel and variable queries the
+provisioned datasource with variables that exist."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import REPO, STACKS, load_yaml
+
+GRAFANA = REPO / "grafana"
+DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
+BUILTIN_VARIABLES = {"__interval", "__interval_ms", "__from", "__to", "__range", "__timeFilter"}
+
+
+def datasource() -> dict[str, Any]:
+    provisioned = load_yaml(GRAFANA / "provisioning" / "datasources" / "influxdb.yaml")
+    (only,) = provisioned["datasources"]
+    result: dict[str, Any] = only
+    return result
+
+
+def test_the_datasource_is_flux_and_its_variables_reach_grafana() -> None:
+    ds = datasource()
+    assert ds["type"] == "influxdb" and ds["jsonData"]["version"] == "Flux"
+    assert ds["url"] == "http://influxdb:8086"
+    text = (GRAFANA / "provisioning" / "datasources" / "influxdb.yaml").read_text()
+    used = set(re.findall(r"\$\{?([A-Z][A-Z0-9_]*)", text))
+    assert used == {"INFLUXDB_ORG", "INFLUXDB_BUCKET", "INFLUXDB_ADMIN_TOKEN"}
+    grafana = load_yaml(STACKS["iot"])["services"]["grafana"]
+    assert used <= set(grafana["environment"])
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in grafana["volumes"]}
+    assert mounts["/etc/grafana/provisioning"] == "../grafana/provisioning"
+    provider = load_yaml(GRAFANA / "provisioning" / "dashboards" / "p4n4.yaml")
+    assert provider["providers"][0]["options"]["path"] in mounts
+    assert (
+        grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+        == "/etc/grafana/dashboards/sensor-overview.json"
+    )
+
+
+def test_dashboards_parse_and_have_unique_uids() -> None:
+    assert {p.name for p in DASHBOARDS} >= {"sensor-overview.json", "ingestd-health.json"}
+    uids = [json.loads(p.read_text())["uid"] for p in DASHBOARDS]
+    assert len(uids) == len(set(uids)) and all(uids)
+
+
+def queried(dashboard: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]:
+    """(where, datasource, query) for every panel target and query variable."""
+    out = []
+    for panel in dashboard["panels"]:
+        out.append((f"panel {panel['title']}", panel["datasource"], ""))
+        out.extend(
+            (f"panel {panel['title']}", t["datasource"], t["query"]) for t in panel["targets"]
+        )
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] == "query":
+            out.append((f"variable {variable['name']}", variable["datasource"], variable["query"]))
+    return out
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_every_panel_resolves_to_the_provisioned_datasource(path: Path) -> None:
+    dashboard = json.loads(path.read_text())
+    uid = datasource()["uid"]
+    variables = {v["name"] for v in dashboard["templating"]["list"]} | BUILTIN_VARIABLES
+    ids = [panel["id"] for panel in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+    for where, ds, query in queried(dashboard):
+        assert ds == {"type": "influxdb", "uid": uid}, where
+        for name in re.findall(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)", query):
+            assert (name[0] or name[1]) in variables, (where, name)
+    for panel in dashboard["panels"]:
+        for name in re.findall(r"\$(\w+)", panel["title"]):
+            assert name in variables, panel["title"]
+        assert panel["targets"], panel["title"]
+
+
+def test_the_health_dashboard_reads_only_fields_ingestd_writes() -> None:
+    from ingestd.selfmetrics import report_lines
+    from ingestd.telemetry import Telemetry
+
+    lines = report_lines(Telemetry(), "ingestd", "i", 1.0, 0)
+    written = set(re.findall(r"(?:^|,)(\w+)=", lines[0].split(" ")[1]))
+    dashboard = json.loads((GRAFANA / "dashboards" / "ingestd-health.json").read_text())
+    read = set()
+    for _, _, query in queried(dashboard):
+        read |= set(re.findall(r'r\._field == "(\w+)"', query))
+    assert read and read <= written, read - written

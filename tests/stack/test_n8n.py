@@ -1,0 +1,127 @@
+"""The n8n starter workflows: they parse, name only node types n8n ships (a snapshot of
+n8n-nodes-base for the pinned image), connect and reference only their own nodes, use only the
+credentials the import creates, and their Code nodes are valid JavaScript that does its job."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import COMPOSE, STACKS, load_yaml
+
+WORKFLOWS = sorted((COMPOSE / "n8n" / "workflows").glob("*.json"))
+SNAPSHOT = Path(__file__).parent / "n8n-nodes-base-2.41.2.txt"
+NODE = shutil.which("node") or "node"
+
+
+def node_types() -> set[str]:
+    return {
+        f"n8n-nodes-base.{line}"
+        for line in SNAPSHOT.read_text().splitlines()
+        if line and not line.startswith("#")
+    }
+
+
+def load(path: Path) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(path.read_text())
+    return result
+
+
+def test_the_snapshot_matches_the_pinned_image() -> None:
+    image = load_yaml(STACKS["ai"])["services"]["n8n"]["image"]
+    assert image == "n8nio/n8n:2.41.3"  # whose n8n-nodes-base is 2.41.2: refresh both together
+    assert len(node_types()) > 400
+
+
+def test_both_starter_workflows_are_there() -> None:
+    names = {p.name for p in WORKFLOWS}
+    assert names == {"alert-enrichment.json", "scheduled-digest.json"}
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_workflow_names_only_nodes_that_exist(path: Path) -> None:
+    workflow = load(path)
+    known = node_types()
+    names = [n["name"] for n in workflow["nodes"]]
+    assert len(names) == len(set(names))
+    for node in workflow["nodes"]:
+        assert node["type"] in known, node["type"]
+    for source, outputs in workflow["connections"].items():
+        assert source in names
+        for branch in outputs["main"]:
+            for link in branch:
+                assert link["node"] in names, link
+    text = path.read_text()
+    for referenced in re.findall(r"\$\('([^']+)'\)", text):
+        assert referenced in names, referenced
+    # every node but the trigger is reachable from a connection
+    targets = {
+        link["node"] for o in workflow["connections"].values() for b in o["main"] for link in b
+    }
+    assert len(set(names) - targets) == 1
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_workflows_use_only_imported_credentials_and_known_env(path: Path) -> None:
+    created = set(re.findall(r'id: "(\w+)"', (COMPOSE / "n8n" / "credentials.js").read_text()))
+    n8n_env = set(load_yaml(STACKS["ai"])["services"]["n8n"]["environment"])
+    for node in load(path)["nodes"]:
+        for credential in node.get("credentials", {}).values():
+            assert credential["id"] in created
+    for name in re.findall(r"\$env\.(\w+)", path.read_text()):
+        assert name in n8n_env, name
+
+
+def run_code_node(code: str, prelude: str) -> Any:
+    script = f"{prelude}\nconst __result = (() => {{\n{code}\n}})();\nconsole.log(JSON.stringify(__result));"
+    result = subprocess.run(
+        [NODE, "-e", script], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def code_nodes(path: Path) -> dict[str, str]:
+    return {
+        n["name"]: n["parameters"]["jsCode"]
+        for n in load(path)["nodes"]
+        if n["type"].endswith(".code")
+    }
+
+
+def test_the_digest_prompt_is_built_from_influxdb_csv() -> None:
+    code = code_nodes(COMPOSE / "n8n" / "workflows" / "scheduled-digest.json")
+    csv = (
+        ",result,table,_field,_measurement,device,stat,_value\r\n"
+        ",_result,0,value,temperature,device-1,mean,21.456\r\n"
+        ",_result,1,value,temperature,device-1,min,19\r\n"
+        ",_result,2,value,temperature,device-1,max,23.5\r\n"
+        "\r\n"
+        ",result,table,_field,_measurement,device,stat,_value\r\n"
+        ",_result,3,humidity,ruuvi,garage,mean,55\r\n"
+    )
+    prelude = f"const $input = {{ first: () => ({{ json: {{ data: {json.dumps(csv)} }} }}) }};"
+    (out,) = run_code_node(code["Summarise rows for the prompt"], prelude)
+    assert out["json"]["series"] == 2
+    prompt = out["json"]["prompt"]
+    assert "device-1 temperature.value: mean 21.46, min 19.00, max 23.50" in prompt
+    assert "garage ruuvi.humidity: mean 55.00" in prompt
+
+
+def test_the_enriched_alert_carries_the_alert_and_the_answer() -> None:
+    code = code_nodes(COMPOSE / "n8n" / "workflows" / "alert-enrichment.json")
+    prelude = (
+        "const $env = { OLLAMA_MODEL: 'llama3.2:1b' };"
+        "const $json = { response: ' Battery low. ' };"
+        "const $ = () => ({ item: { json: { topic: 'alerts/raw/d1/battery', message: {v: 3.1} } } });"
+    )
+    out = run_code_node(code["Build enriched alert"], prelude)
+    assert out["json"]["root_cause"] == "Battery low."
+    assert out["json"]["topic"] == "alerts/raw/d1/battery"
+    assert out["json"]["alert"] == {"v": 3.1}
