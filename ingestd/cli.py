@@ -5,6 +5,7 @@
   ingestd check --config ingest.toml --topic T --payload P
                                                     print the line protocol, or the drop reason
   ingestd local [--api v1|v2]                       broker + database + ingestd, no Docker
+  ingestd simulate --devices N --rate R ...         a fleet of simulated devices (load, demo)
 
 Exit codes: 0 clean shutdown / check passed, 1 check found a problem or a task died,
 2 bad configuration.
@@ -70,6 +71,12 @@ def _parser() -> argparse.ArgumentParser:
         "--mqtt-port", type=int, default=1884, help="1883 is often the system broker"
     )
     local.add_argument("--http-port", type=int, default=9108)
+    simulate = sub.add_parser(
+        "simulate",
+        help="a fleet of simulated devices publishing to a broker (see: ingestd simulate -h)",
+        add_help=False,
+    )
+    simulate.add_argument("args", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -195,6 +202,11 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_cli(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["simulate"]:  # its own parser: argparse.REMAINDER drops leading options
+        from ingestd.simulate import main as simulate_main
+
+        return simulate_main(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "local":
         from ingestd.local import run_local

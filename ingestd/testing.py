@@ -133,7 +133,7 @@ def _good(i: int, rng: random.Random) -> Expected:
     )
 
 
-_BAD = [
+BAD_MESSAGES = [  # (topic, payload, the drop reason ingestd must give it)
     ("sensors/dev-1/temperature", b'{"v": 22.5', "invalid_json"),
     ("sensors/dev-1/temperature", b'{"value": 22.5}', "schema_mismatch"),
     ("sensors/dev-1/temperature", b"nan", "invalid_value"),
@@ -150,7 +150,7 @@ def workload(count: int, bad_ratio: float = 0.05, seed: int = 1) -> list[Expecte
     out = []
     for i in range(count):
         if bad_every and i % bad_every == bad_every - 1:
-            topic, payload, reason = _BAD[(i // bad_every) % len(_BAD)]
+            topic, payload, reason = BAD_MESSAGES[(i // bad_every) % len(BAD_MESSAGES)]
             out.append(Expected(topic, payload, "bad", reason=reason))
         else:
             out.append(_good(i, rng))

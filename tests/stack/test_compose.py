@@ -183,3 +183,14 @@ def test_the_ingestd_image_is_slim_non_root_and_health_checked() -> None:
             assert (REPO / path).exists(), path
     ignore = (COMPOSE / "ingestd.Dockerfile.dockerignore").read_text()
     assert "!ingestd/" in ignore and "!pyproject.toml" in ignore and "!README.md" in ignore
+
+
+def test_the_demo_simulator_command_is_one_ingestd_simulate_accepts() -> None:
+    from ingestd.simulate import _parser
+
+    service = services("iot")["simulator"]
+    assert service["entrypoint"] == ["python", "-m", "ingestd", "simulate"]
+    assert service["profiles"] == ["demo"]
+    args = _parser().parse_args([VAR.sub("x", arg) for arg in service["command"]])
+    assert args.host == "mosquitto" and args.password_env in service["environment"]
+    assert args.duration_s == 0  # runs until the stack stops
