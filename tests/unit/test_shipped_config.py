@@ -61,3 +61,21 @@ def test_the_shipped_config_names_every_settings_key() -> None:
     missing = {k for k in missing if f"# {k.rsplit('.', 1)[1]} =" not in text}
     missing -= {k for k in missing if f"or {k.rsplit('.', 1)[1]}" in text}
     assert not missing
+
+
+def test_every_shipped_route_tags_the_device_the_dashboards_filter_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ingestd.fleet import Fleet
+    from ingestd.service import check_message
+
+    for name in ("MQTT_INGESTD_USER", "INFLUXDB_ORG", "INFLUXDB_BUCKET"):
+        monkeypatch.setenv(name, "x")
+    settings = load_settings(SHIPPED)
+    formats = set()
+    for message in Fleet(8, "mixed", dropout_share=0).take(8, 1_763_900_000_000):
+        lines, reason = check_message(settings, message.topic.decode(), message.payload)
+        assert reason is None and lines, message
+        assert all(",device=" in line.split(" ")[0] for line in lines), lines
+        formats.add(message.format)
+    assert len(formats) == 4
