@@ -29,12 +29,14 @@ def running_stack(broker_options: str = "") -> Iterator[tuple[Mosquitto, InfluxD
         broker.stop()
 
 
-def quiet_ingestd(workdir: Path, broker: Mosquitto, db: InfluxDB1, **overrides: Any) -> Ingestd:
+def quiet_ingestd(
+    workdir: Path, broker: Mosquitto, influx: dict[str, Any], **overrides: Any
+) -> Ingestd:
     """ingestd for the workload's routes, logging warnings only (not per batch)."""
     return Ingestd(
         workdir,
         broker,
-        db.influx_settings(),
+        influx,
         TOPICS,
         ROUTES,
         log={"format": "json", "level": "warning"},

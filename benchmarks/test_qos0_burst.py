@@ -47,7 +47,7 @@ def broker_dropped(port: int) -> int:
 def test_qos0_burst_reconciles() -> None:
     with running_stack("sys_interval 1\n") as (broker, db, workdir):
         messages = value_messages(COUNT)
-        ingestd = quiet_ingestd(workdir, broker, db, mqtt={"qos": 0})
+        ingestd = quiet_ingestd(workdir, broker, db.influx_settings(), mqtt={"qos": 0})
         ingestd.start()
         cpu_before = ingestd.cpu_seconds()
         started = time.monotonic()

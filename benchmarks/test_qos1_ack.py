@@ -39,7 +39,9 @@ def drain_rate(window: int | None, mqtt: dict[str, object]) -> float:
     options = f"max_inflight_messages {window}\n" if window else ""
     with running_stack(options) as (broker, db, workdir):
         messages = value_messages(COUNT)
-        ingestd = quiet_ingestd(workdir, broker, db, mqtt=mqtt, batch={"flush_interval_s": 1.0})
+        ingestd = quiet_ingestd(
+            workdir, broker, db.influx_settings(), mqtt=mqtt, batch={"flush_interval_s": 1.0}
+        )
         ingestd.start()  # creates the persistent session
         assert ingestd.stop() == 0
         publish(messages, "127.0.0.1", broker.port)

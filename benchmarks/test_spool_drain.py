@@ -26,7 +26,7 @@ RESULTS = Path(__file__).parent / "results"
 def drain_rate() -> float:
     with running_stack("max_inflight_messages 1000\n") as (broker, db, workdir):
         messages = value_messages(COUNT)
-        ingestd = quiet_ingestd(workdir, broker, db, mqtt={"max_inflight": 1000})
+        ingestd = quiet_ingestd(workdir, broker, db.influx_settings(), mqtt={"max_inflight": 1000})
         ingestd.start()
         db.stop()
         publish(messages, "127.0.0.1", broker.port)

@@ -46,6 +46,9 @@ class MqttSettings(_Section):
     clean_session: bool = False
     keepalive_s: int = Field(30, ge=5, le=65535)
     protocol: Literal["3.1.1", "5"] = "3.1.1"
+    # "native": ingestd's own asyncio MQTT protocol (ingestd/mqttwire.py); "paho": aiomqtt over
+    # paho-mqtt. Same features; benchmarks/README.md compares them.
+    transport: Literal["native", "paho"] = "native"
     username: str | None = None
     password_env: str | None = None
     password_file: Path | None = None

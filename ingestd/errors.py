@@ -70,3 +70,7 @@ class RejectedBySink(SinkError):
 
 class BatchTooLarge(SinkError):
     """The database refused the batch for its size (HTTP 413): split it."""
+
+
+class MqttConnectionError(IngestdError):
+    """The MQTT connection failed, was refused or was lost; the source reconnects."""

@@ -82,7 +82,8 @@ class Flusher:
         if spool is None:
             return False
         policy = self.settings.spool.on_full
-        size = sum(len(line) for line in batch.lines) + 64 * len(batch)
+        record = spool.record_for(batch)
+        size = len(record)
         while not spool.has_room(size) and policy == "drop_oldest":
             oldest = spool.drop_oldest()
             if oldest is None:
@@ -92,7 +93,7 @@ class Flusher:
             )
         if spool.has_room(size):
             try:
-                spool.append(batch)
+                spool.append(record)
             except OSError as exc:  # the disk is full before the cap is
                 self.telemetry.spool_write_failed(str(exc))
             else:

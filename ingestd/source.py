@@ -1,5 +1,9 @@
-"""MQTT in, through aiomqtt: connect, subscribe, hand every message inline to the pipeline,
-stop reading while the buffer is full, reconnect with jittered backoff and resubscribe.
+"""MQTT in: connect, subscribe, hand every message inline to the pipeline, stop reading while
+the buffer is full, reconnect with jittered backoff and resubscribe.
+
+Two transports behind one seam (mqtt.transport): "native" (ingestd/mqttwire.py, an asyncio
+protocol that parses MQTT itself) and "paho" (aiomqtt over paho-mqtt, below). Both deliver
+(topic bytes, payload, qos, retain, packet id) to `MqttSource._deliver`.
 
 Why not `async for message in client.messages`: aiomqtt 2.x puts every message into an asyncio
 queue that is unbounded by default (and silently discards when bounded: "Message queue is full.
@@ -28,10 +32,10 @@ from paho.mqtt.properties import Properties
 
 from ingestd.backoff import backoff_delay
 from ingestd.config import MqttSettings
+from ingestd.errors import MqttConnectionError
+from ingestd.mqttwire import SESSION_EXPIRY_S, NativeMqttClient
 from ingestd.records import RawMessage
 from ingestd.telemetry import Telemetry
-
-SESSION_EXPIRY_S = 86_400
 
 
 class _PausableClient(aiomqtt.Client):
@@ -120,8 +124,9 @@ class _PausableClient(aiomqtt.Client):
     def publish_nowait(self, topic: str, payload: bytes) -> None:
         self._client.publish(topic, payload, qos=0)
 
-    def ack(self, mid: int, qos: int) -> None:
-        self._client.ack(mid, qos)
+    def ack_many(self, acks: list[tuple[int, int]]) -> None:
+        for mid, qos in acks:
+            self._client.ack(mid, qos)
 
 
 class MqttSource:
@@ -139,7 +144,7 @@ class MqttSource:
         self._wait_for_space = wait_for_space
         self.telemetry = telemetry
         self._stop = asyncio.Event()
-        self._client: _PausableClient | None = None
+        self._client: _PausableClient | NativeMqttClient | None = None
         self._resume_task: asyncio.Task[None] | None = None
         self._connection = 0  # counts connections: an ack is only valid on the one it came on
         self._intake_closed = False
@@ -147,29 +152,28 @@ class MqttSource:
         self.invalid_topic: Callable[[RawMessage], None] | None = None
 
     def _on_message(self, message: paho.MQTTMessage) -> None:
+        self._deliver(
+            message._topic, bytes(message.payload), message.qos, bool(message.retain), message.mid
+        )
+
+    def _deliver(self, topic: bytes, payload: bytes, qos: int, retain: bool, mid: int) -> None:
         received_ns = time.time_ns()
+        if not (self._manual_ack and qos):
+            mid = 0  # acked on receipt (by the transport), or QoS 0: nothing to ack
         try:
-            topic = message.topic
+            text = topic.decode()
         except UnicodeDecodeError:
             raw = RawMessage(
-                message._topic.decode("utf-8", "replace"), bytes(message.payload), received_ns
-            )
+                topic.decode("utf-8", "replace"), payload, received_ns, retain, mid, qos,
+                self._connection,
+            )  # fmt: skip
             if self.invalid_topic is not None:
                 self.invalid_topic(raw)
             return
-        qos = message.qos
-        if self._manual_ack and qos:
-            raw = RawMessage(
-                topic,
-                bytes(message.payload),
-                received_ns,
-                bool(message.retain),
-                message.mid,
-                qos,
-                self._connection,
-            )
+        if mid:
+            raw = RawMessage(text, payload, received_ns, retain, mid, qos, self._connection)
         else:
-            raw = RawMessage(topic, bytes(message.payload), received_ns, bool(message.retain))
+            raw = RawMessage(text, payload, received_ns, retain)
         self._handle(raw)
         if self._buffer_full():
             self._pause()
@@ -182,7 +186,7 @@ class MqttSource:
         self.telemetry.reading_paused(True)
         self._resume_task = asyncio.get_running_loop().create_task(self._resume_when_space(client))
 
-    async def _resume_when_space(self, client: _PausableClient) -> None:
+    async def _resume_when_space(self, client: _PausableClient | NativeMqttClient) -> None:
         await self._wait_for_space()
         if not self._intake_closed:
             client.resume_reading()
@@ -195,9 +199,7 @@ class MqttSource:
         if client is None:
             return
         connection = self._connection
-        for message in messages:
-            if message.mid and message.connection == connection:
-                client.ack(message.mid, message.qos)
+        client.ack_many([(m.mid, m.qos) for m in messages if m.mid and m.connection == connection])
 
     def close_intake(self) -> None:
         """Stop reading for good but stay connected, so what is drained can still be acked."""
@@ -205,8 +207,10 @@ class MqttSource:
         if self._client is not None:
             self._client.pause_reading()
 
-    def _new_client(self) -> _PausableClient:
+    def _new_client(self) -> _PausableClient | NativeMqttClient:
         s = self.settings
+        if s.transport == "native":
+            return NativeMqttClient(s, self._deliver, self._manual_ack)
         tls = None
         if s.tls_enabled:
             tls = aiomqtt.TLSParameters(
@@ -265,8 +269,8 @@ class MqttSource:
                     if self._stop.is_set():
                         return
                     error = client.disconnected.exception()
-                    raise aiomqtt.MqttError(str(error) or "connection lost")
-            except (aiomqtt.MqttError, OSError, socket.gaierror) as exc:
+                    raise MqttConnectionError(str(error) or "connection lost")
+            except (aiomqtt.MqttError, MqttConnectionError, OSError, socket.gaierror) as exc:
                 delay = backoff_delay(attempt, s.reconnect_min_s, s.reconnect_max_s)
                 attempt += 1
                 self.telemetry.mqtt_down(str(exc) or type(exc).__name__, delay)

@@ -154,12 +154,17 @@ class DiskSpool:
         return total
 
     def has_room(self, extra: int) -> bool:
-        return self.size_bytes + extra + _HEADER.size <= self.max_bytes
+        return self.size_bytes + extra <= self.max_bytes
 
-    def append(self, batch: Batch) -> int:
-        """Store a batch durably (see `fsync`); returns the bytes written."""
+    @staticmethod
+    def record_for(batch: Batch) -> bytes:
+        """The bytes `append` stores for a batch: ask `has_room(len(record))` with them."""
         body = encode_batch(batch, time.time_ns())
-        record = _HEADER.pack(MAGIC, len(body), zlib.crc32(body)) + body
+        return _HEADER.pack(MAGIC, len(body), zlib.crc32(body)) + body
+
+    def append(self, batch: Batch | bytes) -> int:
+        """Store a batch (or its `record_for`) durably (see `fsync`); returns the bytes written."""
+        record = batch if isinstance(batch, bytes) else self.record_for(batch)
         path = self._segment_path(self._write_segment)
         if path.exists() and path.stat().st_size + len(record) > self.segment_bytes:
             self._write_segment += 1

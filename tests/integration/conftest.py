@@ -53,13 +53,22 @@ def influxdb1(tmp_path: Path) -> Iterator[InfluxDB1]:
     db.stop()
 
 
+# Tests that take a `transport` parameter run ingestd with each MQTT transport; the rest use the
+# default (native).
+TRANSPORTS = ["native", "paho"]
+
+
 @pytest.fixture
-def ingestd_factory(tmp_path: Path) -> Iterator[Any]:
+def ingestd_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
     started: list[Ingestd] = []
+    callspec = getattr(request.node, "callspec", None)
+    transport = callspec.params.get("transport") if callspec else None
 
     def make(
         broker: Mosquitto, influx: dict[str, Any], ready_timeout_s: float = 30, **overrides: Any
     ) -> Ingestd:
+        if transport is not None:
+            overrides["mqtt"] = {"transport": transport, **overrides.get("mqtt", {})}
         process = Ingestd(tmp_path, broker, influx, TOPICS, ROUTES, **overrides)
         started.append(process)
         process.start(ready_timeout_s)

@@ -11,12 +11,15 @@ import pytest
 from ingestd.localservers import InfluxDB1, Mosquitto, wait_until
 from ingestd.testing import publish, workload
 
+from .conftest import TRANSPORTS
+
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("ack", ["after_write", "on_receipt"])
 def test_sigkill_with_the_database_down_loses_nothing_when_acking_after_write(
-    ack: str, mosquitto: Mosquitto, influxdb1: InfluxDB1, ingestd_factory: Any
+    ack: str, transport: str, mosquitto: Mosquitto, influxdb1: InfluxDB1, ingestd_factory: Any
 ) -> None:
     messages = workload(2000, bad_ratio=0)
     # without a spool, so that only the broker can hold what ingestd did not store
@@ -74,8 +77,9 @@ def publish_retained(broker: Mosquitto, topic: str, payload: bytes) -> None:
         client.loop_stop()
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_a_full_buffer_never_turns_into_a_disconnect_loop(
-    mosquitto: Mosquitto, influxdb1: InfluxDB1, ingestd_factory: Any
+    transport: str, mosquitto: Mosquitto, influxdb1: InfluxDB1, ingestd_factory: Any
 ) -> None:
     """QoS 0 and no spool: reading pauses while the buffer is full. PINGREQ keeps going out and
     the PINGRESP waits unread; the connection must survive many keepalives regardless."""

@@ -15,6 +15,8 @@ from ingestd.deadletter import read_dead_letters
 from ingestd.localservers import Database, InfluxDB1, Mosquitto, VictoriaMetrics
 from ingestd.testing import Expected, publish, workload
 
+from .conftest import TRANSPORTS
+
 pytestmark = pytest.mark.integration
 
 COUNT = 10_000
@@ -76,8 +78,9 @@ def check_victoria(db: Database, good: list[Expected], window: tuple[int, int]) 
             assert math.isclose(sample["value"], float(value), rel_tol=1e-10), (want, key, sample)
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_every_good_message_is_stored_and_every_bad_one_dead_lettered(
-    mosquitto: Mosquitto, database: Database, ingestd_factory: Any
+    transport: str, mosquitto: Mosquitto, database: Database, ingestd_factory: Any
 ) -> None:
     ingestd = ingestd_factory(mosquitto, database.influx_settings())
     messages = workload(COUNT, bad_ratio=0.05)

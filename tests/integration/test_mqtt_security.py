@@ -13,6 +13,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from ingestd.localservers import InfluxDB1, Mosquitto, wait_until
 
+from .conftest import TRANSPORTS
+
 pytestmark = pytest.mark.integration
 
 
@@ -114,8 +116,13 @@ def publish_tls(broker: Mosquitto, certs: Path, topic: str, payload: bytes) -> N
         client.loop_stop()
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_mutual_tls_with_password_from_a_file(
-    tmp_path: Path, secure_broker: Mosquitto, influxdb1: InfluxDB1, ingestd_factory: Any
+    transport: str,
+    tmp_path: Path,
+    secure_broker: Mosquitto,
+    influxdb1: InfluxDB1,
+    ingestd_factory: Any,
 ) -> None:
     (tmp_path / "mqtt_password").write_text("s3cret\n")
     ingestd = ingestd_factory(
