@@ -111,9 +111,8 @@ def _run(settings: Settings) -> int:
 
 
 async def _connect(settings: Settings) -> list[str]:
-    import aiomqtt
-
     from ingestd.sink import InfluxSink
+    from ingestd.source import connection_errors_of, new_client
 
     problems = []
     sink = InfluxSink(settings.influx)
@@ -127,16 +126,10 @@ async def _connect(settings: Settings) -> list[str]:
         await sink.close()
     m = settings.mqtt
     try:
-        async with aiomqtt.Client(
-            m.host,
-            m.port,
-            username=m.username,
-            password=m.password(),
-            identifier=f"{m.client_id}-check",
-            timeout=5,
-        ):
+        check = m.model_copy(update={"client_id": f"{m.client_id}-check", "clean_session": True})
+        async with new_client(check, lambda *_message: None, manual_ack=False):
             print(f"broker: connected to {m.host}:{m.port}")
-    except aiomqtt.MqttError as exc:
+    except connection_errors_of(m) as exc:
         problems.append(f"broker: {exc}")
     return problems
 

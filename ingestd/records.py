@@ -1,14 +1,20 @@
-"""Frozen slotted records that travel the hot path."""
+"""Immutable records that travel the hot path.
+
+The two made once per message (RawMessage, Point) are NamedTuples: a frozen slotted dataclass
+costs ~1.5 µs to construct (its __init__ goes through object.__setattr__ per field), a
+NamedTuple ~0.3 µs, and at 10k msg/s that difference alone is ~2% of a core. Both are as
+immutable and hashable as the dataclass was.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 FieldValue = float | int | bool | str
 
 
-@dataclass(frozen=True, slots=True)
-class RawMessage:
+class RawMessage(NamedTuple):
     """One MQTT message as the broker handed it to us."""
 
     topic: str
@@ -22,8 +28,7 @@ class RawMessage:
     connection: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class Point:
+class Point(NamedTuple):
     """One InfluxDB point. Tags and fields are tuples of (key, value) so the record stays hashable."""
 
     measurement: str

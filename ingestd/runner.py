@@ -86,8 +86,12 @@ class Ingestd:
 
     def start(self, ready_timeout_s: float = 30) -> None:
         with self.log.open("ab") as out:
+            # INGESTD_CPUS=0 pins ingestd to CPU 0 (taskset): a one-core budget, like a Pi's
+            # share while the broker and the database take the others
+            cpus = os.environ.get("INGESTD_CPUS")
+            pin = ["taskset", "-c", cpus] if cpus else []
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "ingestd", "--config", str(self.config)],
+                [*pin, sys.executable, "-m", "ingestd", "--config", str(self.config)],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},

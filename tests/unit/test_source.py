@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
-import paho.mqtt.client as paho
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -12,40 +12,46 @@ from ingestd.source import MqttSource
 from ingestd.telemetry import Telemetry
 
 
-def source_into(handled: list[RawMessage], invalid: list[RawMessage]) -> MqttSource:
+def source_into(
+    handled: list[RawMessage], invalid: list[RawMessage], ack: str = "after_write"
+) -> MqttSource:
     async def never() -> None:
         await asyncio.sleep(0)
 
-    source = MqttSource(MqttSettings(), handled.append, lambda: False, never, Telemetry())
+    settings = MqttSettings(ack=ack)  # type: ignore[arg-type]
+    source = MqttSource(settings, handled.append, lambda: False, never, Telemetry())
     source.invalid_topic = invalid.append
     return source
 
 
-def paho_message(topic: bytes, payload: bytes, qos: int = 0) -> paho.MQTTMessage:
-    message = paho.MQTTMessage(mid=7, topic=topic)
-    message.payload = payload
-    message.qos = qos
-    return message
-
-
 @settings(max_examples=200)
-@given(st.binary(min_size=1, max_size=40), st.binary(max_size=100))
+@given(
+    st.lists(st.binary(min_size=1, max_size=40), min_size=1, max_size=5), st.binary(max_size=100)
+)
 def test_any_topic_bytes_are_handled_or_dead_lettered_as_invalid_topic(
-    topic: bytes, payload: bytes
+    topics: list[bytes], payload: bytes
 ) -> None:
     handled: list[RawMessage] = []
     invalid: list[RawMessage] = []
-    source_into(handled, invalid)._on_message(paho_message(topic, payload))
-    try:
-        text = topic.decode("utf-8")
-    except UnicodeDecodeError:
-        assert handled == [] and len(invalid) == 1 and invalid[0].payload == payload
-    else:
-        assert invalid == [] and handled[0].topic == text and handled[0].payload == payload
+    source = source_into(handled, invalid)
+    for topic in topics * 2:  # the second time through the topic cache
+        source._deliver(topic, payload, 0, False, 0)
+    good = []
+    for topic in topics * 2:
+        with contextlib.suppress(UnicodeDecodeError):
+            good.append(topic.decode("utf-8"))
+    assert [m.topic for m in handled] == good
+    assert len(invalid) == 2 * len(topics) - len(good)
+    assert all(m.payload == payload for m in handled + invalid)
 
 
 def test_qos1_messages_carry_what_acking_them_takes() -> None:
     handled: list[RawMessage] = []
-    source = source_into(handled, [])
-    source._on_message(paho_message(b"sensors/d/t", b"1", qos=1))
+    source_into(handled, [])._deliver(b"sensors/d/t", b"1", 1, False, 7)
     assert (handled[0].mid, handled[0].qos) == (7, 1)
+
+
+def test_acked_on_receipt_messages_carry_nothing_to_ack() -> None:
+    handled: list[RawMessage] = []
+    source_into(handled, [], ack="on_receipt")._deliver(b"sensors/d/t", b"1", 1, True, 7)
+    assert (handled[0].mid, handled[0].retain) == (0, True)
