@@ -91,8 +91,11 @@ def tune_gc() -> None:
 def _run(settings: Settings) -> int:
     from ingestd.logs import configure_logging
     from ingestd.service import Service
+    from ingestd.units import resolve_in_subprocess
 
     configure_logging(settings.log.format, settings.log.level)
+    # before the event loop starts: pint stays out of this long-running process
+    resolve_in_subprocess(spec for route in settings.routes for spec in route.units.values())
 
     async def main() -> bool:
         service = Service(settings)

@@ -52,3 +52,26 @@ def test_conversion_agrees_with_pint(spec: str, value: float) -> None:
     source, target = (s.strip() for s in spec.split("->"))
     expected = REFERENCE.Quantity(value, source).to(target).magnitude
     assert math.isclose(conversion.apply(value), expected, rel_tol=1e-12, abs_tol=1e-9)
+
+
+def test_conversions_resolved_in_a_subprocess_keep_pint_out_of_the_daemon() -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from ingestd.errors import ConfigError\n"
+        "from ingestd.units import parse_conversion, resolve_in_subprocess\n"
+        "resolve_in_subprocess(['degF -> degC', 'mV -> V', 'furlong -> V'])\n"
+        "print(parse_conversion('degF -> degC', 'k').apply(86.0))\n"
+        "print(parse_conversion('mV -> V', 'k').apply(3000.0))\n"
+        "try:\n"
+        "    parse_conversion('furlong -> V', 'routes[0].units.x')\n"
+        "except ConfigError as exc:\n"
+        "    print(exc.key, 'different dimensions' in exc.message)\n"
+        "print('pint' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert result.stdout.split("\n")[:4] == ["30.0", "3.0", "routes[0].units.x True", "False"]
