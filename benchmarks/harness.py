@@ -27,6 +27,12 @@ from ingestd.localservers import InfluxDB1, Mosquitto
 from .stack import quiet_ingestd, running_stack
 
 SMOKE = os.environ.get("BENCH_SMOKE") == "1"
+# as mosquitto/mosquitto.conf ships them: a 1000-message in-flight window matching ingestd's
+# mqtt.max_inflight (acks after storage), and a queue deep enough for a QoS 1 backlog
+SHIPPED_BROKER_LIMITS = (
+    "sys_interval 1\nmax_inflight_messages 1000\n"
+    "max_queued_messages 1000000\nmax_queued_bytes 268435456\n"
+)
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -231,7 +237,7 @@ def probe(
     load: Load, measure_latency: bool = False, ingestd_overrides: dict[str, Any] | None = None
 ) -> Probe:
     """One load through a fresh broker, ingestd and database, reconciled."""
-    with running_stack("sys_interval 1\n") as (broker, db, workdir):
+    with running_stack(SHIPPED_BROKER_LIMITS) as (broker, db, workdir):
         proxy = LatencyProxy(db.url) if measure_latency else None
         influx = {**db.influx_settings(), "url": proxy.url} if proxy else db.influx_settings()
         overrides = {"mqtt": {"qos": load.qos, "max_inflight": 1000}, **(ingestd_overrides or {})}

@@ -113,6 +113,12 @@ def _device(index: int, fmt: str, rng: random.Random) -> Device:
     return Device(name, fmt, {m: signal(m) for m in BARE_METRICS}, topics)
 
 
+def _json(body: object) -> bytes:
+    # orjson's result keeps its 4 KB working buffer (tracemalloc: 4,089 B per 30-byte payload);
+    # a pre-encoded million-message run would need 4 GB. An exact-size copy costs 0.1 µs.
+    return memoryview(orjson.dumps(body)).tobytes()
+
+
 class Fleet:
     """`devices` devices; `fmt` one of FORMATS or "mixed" (formats in turn by device index)."""
 
@@ -189,7 +195,7 @@ class Fleet:
         device.turn += 1
         ms = device.timestamp_ms(now_ms)
         value = self._value(device, P4N4_MEASUREMENTS[turn], ms / 1000)
-        return device.topics[turn], orjson.dumps({"v": value, "ts": ms / 1000})
+        return device.topics[turn], _json({"v": value, "ts": ms / 1000})
 
     def _telemetry(self, device: Device, now_ms: int) -> tuple[bytes, bytes]:
         ms = device.timestamp_ms(now_ms)
@@ -199,7 +205,7 @@ class Fleet:
         data["light"] = math.sin(2 * math.pi * (t_s / DAY_S - 0.25)) > 0  # daylight
         data["motion"] = self.rng.random() < 0.05
         body = {"device_id": device.name, "ts": t_s, "data": data}
-        return device.topics[0], orjson.dumps(body)
+        return device.topics[0], _json(body)
 
     def _ruuvi(self, device: Device, now_ms: int) -> tuple[bytes, bytes]:
         ms = device.timestamp_ms(now_ms)
@@ -211,7 +217,7 @@ class Fleet:
             "battery_mv": int(self._value(device, "battery_mv", t_s)),
             "ts": ms,
         }
-        return device.topics[0], orjson.dumps(body)
+        return device.topics[0], _json(body)
 
     def _bare(self, device: Device, now_ms: int) -> tuple[bytes, bytes]:
         turn = device.turn % len(BARE_METRICS)
