@@ -101,9 +101,9 @@ class Planned:
 
 
 class Simulator:
-    def __init__(self, fleet: Fleet, publisher: MqttPublisher, qos: int, max_inflight: int) -> None:
+    def __init__(self, fleet: Fleet, qos: int, max_inflight: int) -> None:
         self.fleet = fleet
-        self.publisher = publisher
+        self.publisher: MqttPublisher  # set once connected, after `prepare`
         self.qos = qos
         self.max_inflight = max_inflight
         self.topics = TopicCache()
@@ -152,26 +152,36 @@ class Simulator:
         r.malformed_by_reason.update(filter(None, planned.reasons[start:stop]))
         await publisher.drain()
 
-    async def run(
+    def prepare(
         self, rate: float | None, count: int | None, duration_s: float | None, pre_encode: bool
+    ) -> Planned | None:
+        """Everything a run of known size will send, generated before connecting (a long
+        generation would otherwise outlast the MQTT keepalive) and before the clock starts."""
+        total = count if rate is None or duration_s is None else int(rate * duration_s)
+        if not pre_encode or total is None:
+            return None
+        cpu = time.process_time()
+        now_ms = time.time_ns() // 1_000_000
+        # a count is met exactly; a paced run keeps its dropouts' slots empty
+        messages = (
+            self.fleet.take_published(total, now_ms)
+            if count is not None
+            else self.fleet.take(total, now_ms)
+        )
+        plan = self.plan(messages)
+        self.report.generate_cpu_s += time.process_time() - cpu
+        return plan
+
+    async def run(
+        self,
+        rate: float | None,
+        count: int | None,
+        duration_s: float | None,
+        plan: Planned | None,
     ) -> None:
         """`rate` message slots a second (a dropout leaves its slot empty), or with rate None
-        `count` messages as fast as the broker takes them. With pre_encode, everything is
-        generated before the clock starts, so generating costs the sending no time."""
+        `count` messages as fast as the broker takes them; from `plan` when prepared."""
         self.report.offered_rate = rate
-        total = count if rate is None or duration_s is None else int(rate * duration_s)
-        plan: Planned | None = None
-        if pre_encode and total is not None:
-            cpu = time.process_time()
-            now_ms = time.time_ns() // 1_000_000
-            # a count is met exactly; a paced run keeps its dropouts' slots empty
-            messages = (
-                self.fleet.take_published(total, now_ms)
-                if count is not None
-                else self.fleet.take(total, now_ms)
-            )
-            plan = self.plan(messages)
-            self.report.generate_cpu_s += time.process_time() - cpu
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
@@ -237,14 +247,18 @@ async def simulate(
     """Publish; `rate` None means a burst of `count`. Returns what was published. Runs with a
     known size (a count, or a rate for a duration) are generated before the clock starts unless
     pre_encode is False (then each message carries the time it was sent: latency runs)."""
-    publisher = await MqttPublisher.connect(
+    if rate is None and count is None:
+        raise ValueError("a burst needs a count")
+    cpu = time.process_time()
+    sim = Simulator(fleet, qos, max_inflight)
+    plan = sim.prepare(rate, count, duration_s, pre_encode)
+    sim.publisher = publisher = await MqttPublisher.connect(
         host,
         port,
         client_id or f"ingestd-simulate-{os.getpid()}",
         username=username,
         password=password,
     )
-    sim = Simulator(fleet, publisher, qos, max_inflight)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -252,11 +266,8 @@ async def simulate(
     progress = (
         asyncio.create_task(_progress(sim, progress_every_s)) if progress_every_s > 0 else None
     )
-    cpu = time.process_time()
     try:
-        if rate is None and count is None:
-            raise ValueError("a burst needs a count")
-        await sim.run(rate, count, duration_s, pre_encode)
+        await sim.run(rate, count, duration_s, plan)
         if qos:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(ack_timeout_s):
