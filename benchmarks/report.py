@@ -115,8 +115,15 @@ def chart(result: dict[str, Any], path: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     for qos, marker in (("qos0", "o"), ("qos1", "s")):
         probes = _get(result, "lossless_rate", qos, "probes") or []
+        seconds = _get(result, "lossless_rate", qos, "probe_seconds") or 0
         points = sorted(
-            (p["offered_rate"], p["stored_rate"], p["lossless"] and p["settle_s"] <= 2.0)
+            (
+                p["offered_rate"],
+                p["stored_rate"],
+                p["lossless"]
+                and p["settle_s"] <= 2.0
+                and p["published"] >= 0.95 * p["offered_rate"] * seconds,
+            )
             for p in probes
         )
         if points:

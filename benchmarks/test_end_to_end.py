@@ -39,7 +39,7 @@ def ramp(qos: int) -> tuple[float, list[Probe]]:
     def passes(rate: float) -> bool:
         result = probe(Load(qos, rate, seconds=SECONDS))
         probes.append(result)
-        return result.keeps_up(KEEP_UP_GRACE_S)
+        return result.keeps_up(KEEP_UP_GRACE_S, SECONDS)
 
     good, bad = 0.0, float(START_RATE)
     while passes(bad):
