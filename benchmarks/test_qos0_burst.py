@@ -9,39 +9,17 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 from pathlib import Path
 
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
-
 from ingestd.testing import publish
 
+from .harness import broker_dropped
 from .stack import quiet_ingestd, running_stack, value_messages
 
 SMOKE = os.environ.get("BENCH_SMOKE") == "1"
 COUNT = 1000 if SMOKE else 100_000
 RESULTS = Path(__file__).parent / "results"
-
-
-def broker_dropped(port: int) -> int:
-    value: list[int] = []
-    done = threading.Event()
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="sys-reader")
-
-    def on_message(_c: object, _u: object, message: paho.MQTTMessage) -> None:
-        value.append(int(message.payload))
-        done.set()
-
-    client.on_message = on_message
-    client.connect("127.0.0.1", port)
-    client.subscribe("$SYS/broker/publish/messages/dropped")
-    client.loop_start()
-    done.wait(5)
-    client.disconnect()
-    client.loop_stop()
-    return value[0] if value else 0
 
 
 def test_qos0_burst_reconciles() -> None:

@@ -41,7 +41,7 @@ def varint(n: int) -> bytes:
             return bytes(out)
 
 
-def _string(data: bytes) -> bytes:
+def string_field(data: bytes) -> bytes:
     return len(data).to_bytes(2, "big") + data
 
 
@@ -52,13 +52,13 @@ def _packet(first_byte: int, body: bytes) -> bytes:
 def connect_packet(s: MqttSettings, password: str | None) -> bytes:
     v5 = s.protocol == "5"
     flags = 0x02 if s.clean_session else 0x00
-    payload = _string(s.client_id.encode())
+    payload = string_field(s.client_id.encode())
     if s.username is not None:
         flags |= 0x80
-        payload += _string(s.username.encode())
+        payload += string_field(s.username.encode())
         if password is not None:
             flags |= 0x40
-            payload += _string(password.encode())
+            payload += string_field(password.encode())
     variable = b"\x00\x04MQTT" + bytes([5 if v5 else 4, flags]) + s.keepalive_s.to_bytes(2, "big")
     if v5:
         props = b"" if s.clean_session else b"\x11" + SESSION_EXPIRY_S.to_bytes(4, "big")
@@ -137,7 +137,7 @@ class NativeMqttClient(asyncio.Protocol):
         packet_id = self._packet_id()
         body = packet_id.to_bytes(2, "big") + (b"\x00" if self.v5 else b"")
         for topic, qos in topics:
-            body += _string(topic.encode()) + bytes([qos])
+            body += string_field(topic.encode()) + bytes([qos])
         suback = self._expect(SUBACK, packet_id)
         self._send(_packet(0x82, body))
         async with asyncio.timeout(10):
@@ -260,7 +260,7 @@ class NativeMqttClient(asyncio.Protocol):
 
     def publish_nowait(self, topic: str, payload: bytes) -> None:
         """QoS 0, best effort."""
-        body = _string(topic.encode()) + (b"\x00" if self.v5 else b"") + payload
+        body = string_field(topic.encode()) + (b"\x00" if self.v5 else b"") + payload
         self._send(_packet(0x30, body))
 
     def _write_acks(self, acks: list[bytes]) -> None:

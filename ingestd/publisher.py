@@ -12,38 +12,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from ingestd.mqttwire import string_field, varint
+
 _CONNACK, _PUBACK, _PINGRESP = 2, 4, 13
 MAX_PACKET_ID = 65_535
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | 0x80 if n else byte)
-        if not n:
-            return bytes(out)
-
-
-def _string(text: str) -> bytes:
-    data = text.encode()
-    return len(data).to_bytes(2, "big") + data
 
 
 def connect_packet(
     client_id: str, username: str | None, password: str | None, keepalive_s: int
 ) -> bytes:
     flags = 0x02  # clean session: a simulator keeps nothing between runs
-    payload = _string(client_id)
+    payload = string_field(client_id.encode())
     if username is not None:
         flags |= 0x80
-        payload += _string(username)
+        payload += string_field(username.encode())
         if password is not None:
             flags |= 0x40
-            payload += _string(password)
+            payload += string_field(password.encode())
     variable = b"\x00\x04MQTT\x04" + bytes([flags]) + keepalive_s.to_bytes(2, "big")
     body = variable + payload
-    return b"\x10" + _varint(len(body)) + body
+    return b"\x10" + varint(len(body)) + body
 
 
 class TopicCache:
@@ -61,12 +49,12 @@ class TopicCache:
     def publish(self, topic: bytes, payload: bytes) -> bytes:
         """A whole QoS 0 PUBLISH."""
         prefixed = self._prefix(topic)
-        return b"\x30" + _varint(len(prefixed) + len(payload)) + prefixed + payload
+        return b"\x30" + varint(len(prefixed) + len(payload)) + prefixed + payload
 
     def publish_head(self, topic: bytes, payload: bytes) -> bytes:
         """A QoS 1 PUBLISH up to its packet id: head + id (2 bytes) + payload is the packet."""
         prefixed = self._prefix(topic)
-        return b"\x32" + _varint(len(prefixed) + 2 + len(payload)) + prefixed
+        return b"\x32" + varint(len(prefixed) + 2 + len(payload)) + prefixed
 
 
 class ConnectionLost(Exception):

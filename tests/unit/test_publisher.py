@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ingestd.publisher import TopicCache, _varint, connect_packet
+from ingestd.mqttwire import varint
+from ingestd.publisher import TopicCache, connect_packet
 
 
 def decode_varint(data: bytes) -> tuple[int, int]:
@@ -22,7 +23,7 @@ def decode_varint(data: bytes) -> tuple[int, int]:
     ("n", "size"), [(0, 1), (127, 1), (128, 2), (16_383, 2), (16_384, 3), (2_097_152, 4)]
 )
 def test_remaining_length_round_trips(n: int, size: int) -> None:
-    encoded = _varint(n)
+    encoded = varint(n)
     assert len(encoded) == size and decode_varint(encoded) == (n, size)
 
 
