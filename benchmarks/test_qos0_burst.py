@@ -8,18 +8,14 @@ from one publisher, reconciled: published = received by ingestd + dropped by the
 from __future__ import annotations
 
 import json
-import os
 import time
-from pathlib import Path
 
 from ingestd.testing import publish
 
-from .harness import broker_dropped
+from .harness import RESULTS, SMOKE, broker_dropped
 from .stack import quiet_ingestd, running_stack, value_messages
 
-SMOKE = os.environ.get("BENCH_SMOKE") == "1"
 COUNT = 1000 if SMOKE else 100_000
-RESULTS = Path(__file__).parent / "results"
 
 
 def test_qos0_burst_reconciles() -> None:

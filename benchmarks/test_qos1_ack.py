@@ -11,21 +11,18 @@ publisher. Real Mosquitto and InfluxDB 1.6 on loopback.
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import time
-from pathlib import Path
 
 import pytest
 
 from ingestd.testing import publish
 
+from .harness import RESULTS, SMOKE
 from .stack import quiet_ingestd, running_stack, value_messages
 
-SMOKE = os.environ.get("BENCH_SMOKE") == "1"
 COUNT = 500 if SMOKE else 20_000
 RUNS = 1 if SMOKE else 3
-RESULTS = Path(__file__).parent / "results"
 
 CASES = {
     # name: (broker max_inflight_messages or None for its default, ingestd mqtt settings)

@@ -7,7 +7,6 @@ the same 5,000-line batches to the same server, CPU time per batch on the client
 from __future__ import annotations
 
 import asyncio
-import os
 import statistics
 import tempfile
 import time
@@ -19,7 +18,8 @@ from ingestd.config import InfluxSettings
 from ingestd.localservers import VictoriaMetrics
 from ingestd.sink import InfluxSink
 
-SMOKE = os.environ.get("BENCH_SMOKE") == "1"
+from .harness import SMOKE
+
 BATCHES = 3 if SMOKE else 40
 LINES = 5000
 

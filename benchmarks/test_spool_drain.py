@@ -7,20 +7,17 @@ spooled while InfluxDB 1.6 was down, then timed from its restart until the spool
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import time
-from pathlib import Path
 
 from ingestd.localservers import wait_until
 from ingestd.testing import publish
 
+from .harness import RESULTS, SMOKE
 from .stack import quiet_ingestd, running_stack, value_messages
 
-SMOKE = os.environ.get("BENCH_SMOKE") == "1"
 COUNT = 1000 if SMOKE else 100_000
 RUNS = 1 if SMOKE else 3
-RESULTS = Path(__file__).parent / "results"
 
 
 def drain_rate() -> float:

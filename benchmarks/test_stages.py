@@ -28,10 +28,10 @@ from ingestd.testing import ROUTES, TOPICS, workload
 from ingestd.transform import to_points
 from ingestd.units import parse_conversion
 
-SMOKE = os.environ.get("BENCH_SMOKE") == "1"
+from .harness import RESULTS, SMOKE
+
 COUNT = 500 if SMOKE else 50_000
 REPEATS = 1 if SMOKE else 5
-RESULTS = Path(__file__).parent / "results"
 
 SETTINGS = parse_settings(
     {"mqtt": {"topics": TOPICS}, "influx": {"api": "v1", "database": "db"}, "routes": ROUTES}
