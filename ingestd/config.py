@@ -68,11 +68,29 @@ class MqttSettings(_Section):
     # The broker's in-flight window (mosquitto's max_inflight_messages, 20 by default): it sends
     # no more until we ack, so a write is committed as soon as this many messages await an ack.
     max_inflight: int = Field(20, ge=1, le=65535)
+    # A subscription the broker refuses (SUBACK 0x80 and up): "exit" drains what was received,
+    # acks it, and exits non-zero; "continue" logs the error and ingests the granted ones.
+    on_subscription_refused: Literal["exit", "continue"] = "exit"
+    # The ack watchdog: a message still unacknowledged this long while the database takes
+    # writes is a stall (logged as an error, /readyz 503). Default: 2 x (batch.flush_interval_s
+    # + influx.timeout_s), the time one batch takes to fill and be written, twice.
+    ack_overdue_s: PositiveFloat | None = None
 
     @model_validator(mode="after")
     def _client_cert_pairs(self) -> MqttSettings:
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("cert_file and key_file go together (mutual TLS)")
+        return self
+
+    @model_validator(mode="after")
+    def _paho_has_no_qos2(self) -> MqttSettings:
+        if self.transport == "paho" and self.qos == 2:
+            raise ValueError(
+                "qos = 2 needs transport = 'native': paho sends PUBREC before ingestd has "
+                "stored the message, and in manual-ack mode it never answers a PUBREL for a "
+                "packet id it does not know, which stalls a persistent session after a restart "
+                "(paho-mqtt _handle_pubrel). Use qos = 1 with paho."
+            )
         return self
 
     @property
@@ -243,6 +261,13 @@ class Settings(_Section):
                 f"deadletter.mqtt_topic {topic!r} is under mqtt.topics: ingestd would read its own dead letters"
             )
         return self
+
+    @property
+    def ack_overdue_s(self) -> float:
+        """How long a message may wait for its ack while the database takes writes."""
+        if self.mqtt.ack_overdue_s is not None:
+            return self.mqtt.ack_overdue_s
+        return 2 * (self.batch.flush_interval_s + self.influx.timeout_s)
 
 
 def key_path(loc: tuple[int | str, ...]) -> str:

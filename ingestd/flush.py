@@ -48,8 +48,21 @@ class Flusher:
         self.reject = reject
         self.ack = ack
         self.flush_dead_letters = flush_dead_letters
-        self.outage = False  # the last write failed: spool without trying, until one succeeds
+        self._outage = False
+        # since when the database has taken writes (wall clock ns; 0: since the start)
+        self.writable_since_ns = 0
         self._spooled = asyncio.Event()
+
+    @property
+    def outage(self) -> bool:
+        """The last write failed: spool without trying, until one succeeds."""
+        return self._outage
+
+    @outage.setter
+    def outage(self, value: bool) -> None:
+        if self._outage and not value:
+            self.writable_since_ns = time.time_ns()
+        self._outage = value
 
     # -- settling ----------------------------------------------------------------------------
 

@@ -23,9 +23,13 @@ import aiomqtt
 import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ingestd.config import MqttSettings
-from ingestd.mqttwire import SESSION_EXPIRY_S, OnPublish
+from ingestd.errors import MqttConnectionError
+from ingestd.mqttreasons import reason_words
+from ingestd.mqttwire import SESSION_EXPIRY_S, OnPublish, subscription_groups
 
 MqttError = aiomqtt.MqttError
 
@@ -38,9 +42,13 @@ class _PausableClient(aiomqtt.Client):
         *args: Any,
         on_message: Callable[[paho.MQTTMessage], None],
         manual_ack: bool,
+        no_retained_at_subscribe: bool,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self.v5 = self._client.protocol == paho.MQTTv5
+        self._no_retained_at_subscribe = no_retained_at_subscribe
+        self.max_packet_bytes: int | None = None  # the broker's Maximum Packet Size (MQTT 5)
         if manual_ack:
             # paho acks QoS 1 when on_message returns unless told otherwise; we ack after storage
             self._client.manual_ack_set(True)
@@ -113,8 +121,79 @@ class _PausableClient(aiomqtt.Client):
     def disconnected(self) -> asyncio.Future[None]:
         return self._disconnected
 
-    def publish_nowait(self, topic: str, payload: bytes) -> None:
-        self._client.publish(topic, payload, qos=0)
+    @property
+    def keepalive_s(self) -> int:
+        return int(self._client.keepalive)  # paho applies the Server Keep Alive itself
+
+    async def __aenter__(self) -> _PausableClient:
+        try:
+            await super().__aenter__()
+        except aiomqtt.MqttCodeError as exc:
+            code = exc.rc.value if isinstance(exc.rc, ReasonCode) else exc.rc
+            if isinstance(code, int) and code:
+                words = reason_words(code, self.v5, connack=True)
+                raise MqttConnectionError(f"the broker refused the connection: {words}") from exc
+            raise
+        return self
+
+    def _on_connect(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: Any,
+        reason_code: Any,
+        properties: Any = None,
+    ) -> None:
+        size = getattr(properties, "MaximumPacketSize", None)
+        if isinstance(size, int) and size > 0:
+            self.max_packet_bytes = size
+        super()._on_connect(client, userdata, flags, reason_code, properties)
+
+    def _on_disconnect(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: Any,
+        reason_code: Any,
+        properties: Any = None,
+    ) -> None:
+        """As aiomqtt's, with the reason in words: the broker's DISCONNECT, or our keepalive."""
+        connected = self._connected.done() and self._connected.exception() is None
+        code = getattr(reason_code, "value", reason_code)
+        if self._disconnected.done() or not connected or not code:
+            super()._on_disconnect(client, userdata, flags, reason_code, properties)
+            return
+        if getattr(flags, "is_disconnect_packet_from_server", False):
+            reason = f"the broker disconnected us: {reason_words(code, v5=True)}"
+        elif code == 0x8D:
+            reason = (
+                f"keepalive timeout: no answer from the broker (keepalive {self.keepalive_s} s)"
+            )
+        else:
+            reason = f"connection lost: {reason_code}"
+        self._disconnected.set_exception(MqttConnectionError(reason))
+
+    async def subscribe(self, topics: list[tuple[str, int]]) -> list[int]:  # type: ignore[override]
+        """The broker's SUBACK code for each filter, in order (0x80 and up: refused)."""
+        codes: list[int] = []
+        for group in subscription_groups(topics, self.v5, self.max_packet_bytes):
+            request: list[tuple[str, Any]] = list(group)
+            if self.v5:
+                retain_handling = 2 if self._no_retained_at_subscribe else 0
+                request = [
+                    (topic, SubscribeOptions(qos=qos, retainHandling=retain_handling))
+                    for topic, qos in group
+                ]
+            granted = await super().subscribe(request, timeout=10)
+            codes += [code.value if isinstance(code, ReasonCode) else int(code) for code in granted]
+        return codes
+
+    def publish_nowait(self, topic: str, payload: bytes) -> bool:
+        size = 2 + len(topic.encode()) + len(payload) + (1 if self.v5 else 0) + 5
+        if self.max_packet_bytes is not None and size > self.max_packet_bytes:
+            return False
+        info = self._client.publish(topic, payload, qos=0)
+        return info.rc == paho.MQTT_ERR_SUCCESS
 
     def ack_many(self, acks: list[tuple[int, int]]) -> None:
         for mid, qos in acks:
@@ -156,5 +235,6 @@ def new_paho_client(s: MqttSettings, on_publish: OnPublish, manual_ack: bool) ->
         protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
         on_message=on_message,
         manual_ack=manual_ack,
+        no_retained_at_subscribe=v5 and s.retained == "skip",
         **kwargs,
     )

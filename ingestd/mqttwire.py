@@ -10,6 +10,9 @@ transport), username and password, persistent sessions (v5: session expiry), sub
 QoS 0, 1 and 2, acknowledgement after storage for QoS 1 (PUBACK) and QoS 2 (PUBREC once stored,
 PUBCOMP on the broker's PUBREL), keepalive, and pausing reads with `transport.pause_reading()`
 (TCP then pushes back on the broker; PINGREQs still go out, so the broker keeps the session).
+From an MQTT 5 CONNACK it uses the Server Keep Alive [MQTT-3.2.2-21] and the Maximum Packet
+Size (subscriptions are split to fit; an oversized notification is not sent), and it subscribes
+with Retain Handling 2 when retained messages are to be skipped, so the broker sends none.
 Reconnecting is the source's job: a client is one connection.
 """
 
@@ -20,9 +23,11 @@ import contextlib
 import ssl
 import time
 from collections.abc import Callable
+from types import TracebackType
 
 from ingestd.config import MqttSettings
 from ingestd.errors import MqttConnectionError
+from ingestd.mqttreasons import reason_words
 
 CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP = 2, 3, 4, 5, 6, 7
 SUBACK, PINGRESP, DISCONNECT = 9, 13, 14
@@ -77,6 +82,95 @@ def _skip_varint(buf: bytes, i: int) -> tuple[int, int]:
             return value, i
 
 
+class MqttProtocolError(MqttConnectionError):
+    """The broker sent a packet that breaks the MQTT specification."""
+
+
+# MQTT 5 property identifiers (section 2.2.2.2) by the size of their value
+_PROPERTY_BYTE = {0x01, 0x17, 0x19, 0x24, 0x25, 0x28, 0x29, 0x2A}
+_PROPERTY_TWO = {0x13, 0x21, 0x22, 0x23}
+_PROPERTY_FOUR = {0x02, 0x11, 0x18, 0x27}
+_PROPERTY_STRING = {0x03, 0x08, 0x09, 0x12, 0x15, 0x16, 0x1A, 0x1C, 0x1F}  # and binary data
+SERVER_KEEP_ALIVE, MAXIMUM_PACKET_SIZE, REASON_STRING, USER_PROPERTY = 0x13, 0x27, 0x1F, 0x26
+
+
+def read_varint(buf: bytes, i: int) -> tuple[int, int]:
+    """A variable byte integer at `i` (at most 4 bytes) and where it ends."""
+    value = 0
+    for n in range(4):
+        if i + n >= len(buf):
+            raise MqttProtocolError("truncated variable byte integer")
+        byte = buf[i + n]
+        value |= (byte & 0x7F) << (7 * n)
+        if not byte & 0x80:
+            return value, i + n + 1
+    raise MqttProtocolError("variable byte integer longer than 4 bytes")
+
+
+def read_properties(buf: bytes, i: int) -> tuple[dict[int, int | bytes], int]:
+    """MQTT 5 properties at `i`: {identifier: value} (user properties dropped) and where they end."""
+    length, i = read_varint(buf, i)
+    end = i + length
+    if end > len(buf):
+        raise MqttProtocolError("properties run past the packet")
+    found: dict[int, int | bytes] = {}
+    while i < end:
+        ident, i = read_varint(buf, i)
+        if ident in _PROPERTY_BYTE or ident in _PROPERTY_TWO or ident in _PROPERTY_FOUR:
+            size = 1 if ident in _PROPERTY_BYTE else 2 if ident in _PROPERTY_TWO else 4
+            if i + size > end:
+                raise MqttProtocolError(f"property 0x{ident:02x} runs past its packet")
+            found[ident] = int.from_bytes(buf[i : i + size], "big")
+            i += size
+        elif ident == 0x0B:  # subscription identifier
+            found[ident], i = read_varint(buf, i)
+        elif ident in _PROPERTY_STRING or ident == USER_PROPERTY:
+            for _ in range(2 if ident == USER_PROPERTY else 1):
+                if i + 2 > end or i + 2 + int.from_bytes(buf[i : i + 2], "big") > end:
+                    raise MqttProtocolError(f"property 0x{ident:02x} runs past its packet")
+                size = int.from_bytes(buf[i : i + 2], "big")
+                if ident != USER_PROPERTY:
+                    found[ident] = bytes(buf[i + 2 : i + 2 + size])
+                i += 2 + size
+        else:
+            raise MqttProtocolError(f"unknown property 0x{ident:02x}")
+    if i != end:
+        raise MqttProtocolError("properties run past their length")
+    return found, end
+
+
+def _with_reason_string(words: str, properties: dict[int, int | bytes]) -> str:
+    text = properties.get(REASON_STRING)
+    if isinstance(text, bytes) and text:
+        return f"{words}: {text[:200].decode('utf-8', 'replace')}"
+    return words
+
+
+def subscription_groups(
+    topics: list[tuple[str, int]], v5: bool, max_packet_bytes: int | None
+) -> list[list[tuple[str, int]]]:
+    """The subscriptions split into SUBSCRIBE packets that each fit the broker's Maximum Packet
+    Size (MQTT 5); one packet when there is no limit."""
+    if max_packet_bytes is None:
+        return [topics]
+    overhead = 1 + 4 + 2 + (1 if v5 else 0)  # type, remaining length (at most), id, properties
+    groups: list[list[tuple[str, int]]] = []
+    size = overhead
+    for topic, qos in topics:
+        entry = 2 + len(topic.encode()) + 1
+        if overhead + entry > max_packet_bytes:
+            raise MqttConnectionError(
+                f"the subscription to {topic!r} does not fit the broker's maximum packet size "
+                f"({max_packet_bytes} bytes)"
+            )
+        if not groups or size + entry > max_packet_bytes:
+            groups.append([])
+            size = overhead
+        groups[-1].append((topic, qos))
+        size += entry
+    return groups
+
+
 class NativeMqttClient(asyncio.Protocol):
     """One connection: `async with client:` connects; `disconnected` resolves when it ends."""
 
@@ -94,6 +188,14 @@ class NativeMqttClient(asyncio.Protocol):
         self._keepalive: asyncio.Task[None] | None = None
         self._last_sent = self._last_received = time.monotonic()
         self.paused = False
+        # what the broker said in its CONNACK (MQTT 5 may override our keepalive, and limit size)
+        self.keepalive_s = settings.keepalive_s
+        self.max_packet_bytes: int | None = None
+        self.session_present = False
+        # MQTT 5: Retain Handling 2, no retained messages at subscribe (section 3.8.3.1)
+        self._no_retained_at_subscribe = self.v5 and settings.retained == "skip"
+        self._close_reason: str | None = None  # why the connection ended, when we know better
+        self._closing = False  # we hung up on purpose: the end is not an error
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -113,14 +215,42 @@ class NativeMqttClient(asyncio.Protocol):
         except (OSError, ssl.SSLError, TimeoutError) as exc:
             self._close()
             raise MqttConnectionError(f"cannot connect to {s.host}:{s.port}: {exc}") from exc
-        code = body[1]
-        if code != 0:
+        try:
+            self._read_connack(body)
+        except MqttConnectionError:
             self._close()
-            raise MqttConnectionError(f"the broker refused the connection (code {code})")
-        self._keepalive = self._loop.create_task(self._keep_alive())
+            raise
+        if self.keepalive_s:  # 0: the broker turned keepalive off
+            self._keepalive = self._loop.create_task(self._keep_alive())
         return self
 
-    async def __aexit__(self, *_exc: object) -> None:
+    def _read_connack(self, body: bytes) -> None:
+        if len(body) < 2:
+            raise MqttProtocolError(f"CONNACK of {len(body)} bytes")
+        self.session_present = bool(body[0] & 1)
+        code = body[1]
+        properties: dict[int, int | bytes] = {}
+        if self.v5 and len(body) > 2:
+            properties, _ = read_properties(body, 2)
+        if code != 0:
+            words = reason_words(code, self.v5, connack=True)
+            raise MqttConnectionError(
+                "the broker refused the connection: " + _with_reason_string(words, properties)
+            )
+        keepalive = properties.get(SERVER_KEEP_ALIVE)
+        if isinstance(keepalive, int):
+            self.keepalive_s = keepalive
+        max_packet = properties.get(MAXIMUM_PACKET_SIZE)
+        if isinstance(max_packet, int) and max_packet > 0:
+            self.max_packet_bytes = max_packet
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._closing = True
         if self.transport is not None and not self.transport.is_closing():
             self._send(b"\xe0\x00")
         self._close()
@@ -130,25 +260,33 @@ class NativeMqttClient(asyncio.Protocol):
                 await self._keepalive
 
     def _close(self) -> None:
+        self._closing = True
         if self.transport is not None:
             self.transport.close()
 
-    async def subscribe(self, topics: list[tuple[str, int]]) -> None:
-        packet_id = self._packet_id()
-        body = packet_id.to_bytes(2, "big") + (b"\x00" if self.v5 else b"")
-        for topic, qos in topics:
-            body += string_field(topic.encode()) + bytes([qos])
-        suback = self._expect(SUBACK, packet_id)
-        self._send(_packet(0x82, body))
-        async with asyncio.timeout(10):
-            answer = await suback
-        codes = answer[2:]
-        if self.v5:
-            length, start = _skip_varint(answer, 2)
-            codes = answer[start + length :]
-        refused = [t for (t, _), code in zip(topics, codes, strict=False) if code >= 0x80]
-        if refused:
-            raise MqttConnectionError(f"the broker refused the subscription to {refused}")
+    async def subscribe(self, topics: list[tuple[str, int]]) -> list[int]:
+        """Subscribe; the broker's SUBACK code for each filter, in order (0x80 and up: refused)."""
+        codes: list[int] = []
+        options = 2 << 4 if self._no_retained_at_subscribe else 0
+        for group in subscription_groups(topics, self.v5, self.max_packet_bytes):
+            packet_id = self._packet_id()
+            body = packet_id.to_bytes(2, "big") + (b"\x00" if self.v5 else b"")
+            for topic, qos in group:
+                body += string_field(topic.encode()) + bytes([qos | options])
+            suback = self._expect(SUBACK, packet_id)
+            self._send(_packet(0x82, body))
+            async with asyncio.timeout(10):
+                answer = await suback
+            start = 2
+            if self.v5:
+                _, start = read_properties(answer, 2)
+            granted = list(answer[start:])
+            if len(granted) != len(group):
+                raise MqttProtocolError(
+                    f"SUBACK has {len(granted)} codes for {len(group)} subscriptions"
+                )
+            codes += granted
+        return codes
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
@@ -156,9 +294,13 @@ class NativeMqttClient(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no asyncio.Transport
 
     def connection_lost(self, exc: Exception | None) -> None:
-        error = MqttConnectionError(str(exc) if exc else "the broker closed the connection")
+        reason = self._close_reason or (str(exc) if exc else "the broker closed the connection")
+        error = MqttConnectionError(reason)
         if not self.disconnected.done():
-            self.disconnected.set_exception(error)
+            if self._closing:
+                self.disconnected.set_result(None)
+            else:
+                self.disconnected.set_exception(error)
         for waiter in self._waiting.values():
             if not waiter.done():
                 waiter.set_exception(error)
@@ -225,6 +367,13 @@ class NativeMqttClient(asyncio.Protocol):
             if waiter is not None and not waiter.done():
                 waiter.set_result(body)
         elif kind == DISCONNECT and self.transport is not None:
+            self._close_reason = "the broker disconnected us"
+            if self.v5 and body:
+                properties: dict[int, int | bytes] = {}
+                with contextlib.suppress(MqttProtocolError):
+                    properties, _ = read_properties(body, 1) if len(body) > 1 else ({}, 1)
+                words = _with_reason_string(reason_words(body[0], v5=True), properties)
+                self._close_reason = f"the broker disconnected us: {words}"
             self.transport.close()
 
     def pause_writing(self) -> None:  # acks are small; the socket buffer absorbs them
@@ -252,16 +401,20 @@ class NativeMqttClient(asyncio.Protocol):
         # QoS 1: PUBACK; QoS 2: PUBREC (the broker answers PUBREL, we PUBCOMP)
         return (b"\x40\x02" if qos == 1 else b"\x50\x02") + packet_id.to_bytes(2, "big")
 
-    def ack(self, packet_id: int, qos: int) -> None:
-        self._send(self._ack_packet(packet_id, qos))
-
     def ack_many(self, acks: list[tuple[int, int]]) -> None:
         self._write_acks([self._ack_packet(packet_id, qos) for packet_id, qos in acks])
 
-    def publish_nowait(self, topic: str, payload: bytes) -> None:
-        """QoS 0, best effort."""
+    def publish_nowait(self, topic: str, payload: bytes) -> bool:
+        """QoS 0, best effort. False if not sent: larger than the broker takes (MQTT 5), or not
+        connected; a broker disconnects a client that exceeds its Maximum Packet Size."""
         body = string_field(topic.encode()) + (b"\x00" if self.v5 else b"") + payload
-        self._send(_packet(0x30, body))
+        packet = _packet(0x30, body)
+        if self.max_packet_bytes is not None and len(packet) > self.max_packet_bytes:
+            return False
+        if self.transport is None or self.transport.is_closing():
+            return False
+        self._send(packet)
+        return True
 
     def _write_acks(self, acks: list[bytes]) -> None:
         if acks:
@@ -284,14 +437,20 @@ class NativeMqttClient(asyncio.Protocol):
     async def _keep_alive(self) -> None:
         """PINGREQ when we have been quiet for half the keepalive; hang up when the broker has
         been silent for 1.5 keepalives while we were reading. While paused, unread bytes are
-        the broker's, so silence proves nothing and only our PINGREQs count."""
-        keepalive = self.settings.keepalive_s
+        the broker's, so silence proves nothing and only our PINGREQs count. The keepalive is
+        the broker's Server Keep Alive where it sent one (MQTT 5)."""
+        keepalive = self.keepalive_s
         while True:
             await asyncio.sleep(keepalive / 4)
             now = time.monotonic()
             if now - self._last_sent >= keepalive / 2:
                 self._send(b"\xc0\x00")
-            if not self.paused and now - self._last_received > 1.5 * keepalive:
+            silent_s = now - self._last_received
+            if not self.paused and silent_s > 1.5 * keepalive:
+                self._close_reason = (
+                    f"keepalive timeout: nothing from the broker for {silent_s:.0f} s "
+                    f"(keepalive {keepalive} s)"
+                )
                 if self.transport is not None:
                     self.transport.abort()
                 return

@@ -75,7 +75,7 @@ class Pipeline:
     def handle(self, message: RawMessage) -> None:
         self.telemetry.messages_received += 1
         if message.retain and self.skip_retained:
-            self.telemetry.retained_skipped += 1
+            self.telemetry.retained_message_skipped(message)
             self.settled(message)
             return
         try:

@@ -9,9 +9,15 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from ingestd.localservers import Mosquitto, free_port, wait_until
+from ingestd.localservers import free_port, wait_until
+
+
+class Broker(Protocol):
+    """What ingestd needs of a broker to be pointed at it: Mosquitto, aedes, a scripted fake."""
+
+    port: int
 
 
 def toml_value(value: Any) -> str:
@@ -45,7 +51,7 @@ class Ingestd:
     def __init__(
         self,
         workdir: Path,
-        broker: Mosquitto,
+        broker: Broker,
         influx: dict[str, Any],
         topics: list[str],
         routes: list[dict[str, Any]],

@@ -70,7 +70,9 @@ class Service:
             self.dead_letters.write,
             settings.limits,
             settled=self._settle_unbuffered,
-            skip_retained=settings.mqtt.retained == "skip",
+            # on MQTT 5 the broker sends none at subscribe (Retain Handling 2): the flag on
+            # anything else is not a replay, so it is not guessed from
+            skip_retained=settings.mqtt.retained == "skip" and settings.mqtt.protocol != "5",
         )
         self.sink = InfluxSink(settings.influx)
         self.source = MqttSource(
@@ -79,6 +81,7 @@ class Service:
             self._buffer_full,
             self.buffer.wait_for_space,
             self.telemetry,
+            on_fatal=self._fail,
         )
         self.source.invalid_topic = lambda m: self.pipeline.reject(
             m, DropReason.INVALID_TOPIC, "topic is not valid UTF-8"
@@ -108,6 +111,13 @@ class Service:
         self._stopping = asyncio.Event()
         self.started = asyncio.Event()
         self.failed = False  # a task died of an unexpected error: exit non-zero after shutdown
+        self.acks_overdue_since_ns: int | None = None  # the ack watchdog's current stall
+
+    def _fail(self, why: str) -> None:
+        """ingestd cannot do what it is configured to: drain, ack, stop, exit non-zero."""
+        self.log.error("ingestd_cannot_continue", reason=why)
+        self.failed = True
+        self.request_stop()
 
     def _buffer_full(self) -> bool:
         """Asked after each message: should reading pause? Not while the spool can take the
@@ -138,7 +148,31 @@ class Service:
             return False, "mqtt not connected"
         if self.flusher.outage:
             return False, "the database is not taking writes"
+        if self.acks_overdue_since_ns is not None:
+            return False, "messages wait for their ack longer than mqtt.ack_overdue_s"
         return True, "ready"
+
+    def check_acks(self, now_ns: int) -> None:
+        """The ack watchdog: a message that waits for its ack longer than the bound while the
+        database takes writes means the data path is stalled, though the connection is up."""
+        bound_s = self.settings.ack_overdue_s
+        oldest = self.source.oldest_unacked_ns()
+        waited_s = 0.0
+        if oldest is not None and not self.flusher.outage:
+            waited_s = (now_ns - max(oldest, self.flusher.writable_since_ns)) / 1e9
+        self.telemetry.oldest_unacked_s = max(waited_s, 0.0)
+        if waited_s > bound_s and self.acks_overdue_since_ns is None:
+            self.acks_overdue_since_ns = now_ns
+            self.telemetry.acks_overdue(waited_s, bound_s)
+        elif waited_s <= bound_s and self.acks_overdue_since_ns is not None:
+            self.telemetry.acks_caught_up((now_ns - self.acks_overdue_since_ns) / 1e9)
+            self.acks_overdue_since_ns = None
+
+    async def _watch_acks(self) -> None:
+        interval_s = min(1.0, self.settings.ack_overdue_s / 4)
+        while True:
+            await asyncio.sleep(interval_s)
+            self.check_acks(time.time_ns())
 
     # -- the flush task ----------------------------------------------------------------------
 
@@ -171,9 +205,12 @@ class Service:
         replay = asyncio.create_task(self.flusher.replay_forever(), name="spool-replay")
         dl_flush = asyncio.create_task(self.dead_letters.flush_every(1.0), name="deadletter-flush")
         reports = asyncio.create_task(self.self_metrics.run(), name="self-metrics")
+        watchdog = asyncio.create_task(self._watch_acks(), name="ack-watchdog")
         self.started.set()
         stopping = asyncio.create_task(self._stopping.wait())
-        done, _ = await asyncio.wait({ingest, flush, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            {ingest, flush, watchdog, stopping}, return_when=asyncio.FIRST_COMPLETED
+        )
         for task in done:
             if task is not stopping and task.exception() is not None:
                 self.failed = True
@@ -190,24 +227,7 @@ class Service:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await flush
         replay.cancel()
-        # 4. what is left goes to the spool if there is one; else unacked QoS 1 messages stay
-        #    with the broker, which redelivers them to our session, and the rest is dead-lettered
-        left = self.buffer.drain()
-        if left.lines and self.flusher.spool_batch(left):
-            left = self.buffer.drain()
-        left_with_broker = 0
-        for message in left.messages():
-            if message.mid:
-                left_with_broker += 1
-        for line, origin in zip(left.lines, left.origins, strict=True):
-            if not origin.mid:
-                self.pipeline.reject(
-                    origin,
-                    DropReason.UNWRITTEN_AT_SHUTDOWN,
-                    "drain timeout",
-                    line=line,
-                    settle=False,
-                )
+        unwritten, left_with_broker = self._settle_leftovers()
         self.source.stop()
         with contextlib.suppress(Exception):
             async with asyncio.timeout(5):
@@ -219,10 +239,30 @@ class Service:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await reports
         dl_flush.cancel()
+        watchdog.cancel()
         stopping.cancel()
         self.dead_letters.close()
         await self.http.stop()
-        self._log_summary(time.monotonic() - started_at, len(left), left_with_broker)
+        self._log_summary(time.monotonic() - started_at, unwritten, left_with_broker)
+
+    def _settle_leftovers(self) -> tuple[int, int]:
+        """Shutdown step 4: what is left goes to the spool if there is one; else unacked QoS 1
+        messages stay with the broker, which redelivers them to our session, and the rest is
+        dead-lettered. Returns (lines left unwritten, messages left with the broker)."""
+        left = self.buffer.drain()
+        if left.lines and self.flusher.spool_batch(left):
+            left = self.buffer.drain()
+        left_with_broker = sum(1 for message in left.messages() if message.mid)
+        for line, origin in zip(left.lines, left.origins, strict=True):
+            if not origin.mid:
+                self.pipeline.reject(
+                    origin,
+                    DropReason.UNWRITTEN_AT_SHUTDOWN,
+                    "drain timeout",
+                    line=line,
+                    settle=False,
+                )
+        return len(left), left_with_broker
 
     def _log_summary(self, uptime_s: float, unwritten: int, left_with_broker: int) -> None:
         t = self.telemetry

@@ -1,10 +1,18 @@
 """MQTT in: connect, subscribe, hand every message inline to the pipeline, stop reading while
 the buffer is full, reconnect with jittered backoff and resubscribe.
 
-Two transports behind one seam (mqtt.transport): "native" (ingestd/mqttwire.py, an asyncio
-protocol that parses MQTT itself) and "paho" (aiomqtt over paho-mqtt, below). Both deliver
-(topic bytes, payload, qos, retain, packet id) to `MqttSource._deliver`, and a client of
-either pauses reading while the buffer is full, so TCP pushes back on the broker.
+Two transports behind one seam (mqtt.transport), the `MqttClient` Protocol: "native"
+(ingestd/mqttwire.py, an asyncio protocol that parses MQTT itself) and "paho" (aiomqtt over
+paho-mqtt, ingestd/mqttpaho.py). Both deliver (topic bytes, payload, qos, retain, packet id) to
+`MqttSource._deliver`, and a client of either pauses reading while the buffer is full, so TCP
+pushes back on the broker.
+
+Every delivery is tagged with the connection it arrived on, from that connection's first byte:
+a broker resuming a persistent session sends its queue in the same read as the CONNACK, and a
+message tagged with the previous connection would never be acked, holding a slot of the
+broker's in-flight window for the life of the connection (a silent stall once the window is
+full). The packet ids still waiting for their ack are kept, so a stall of any other cause
+shows too: `oldest_unacked_ns` feeds the service's ack watchdog.
 """
 
 from __future__ import annotations
@@ -14,19 +22,52 @@ import contextlib
 import socket
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from types import TracebackType
+from typing import Any, Protocol
 
 from ingestd.backoff import backoff_delay
 from ingestd.config import MqttSettings
 from ingestd.errors import MqttConnectionError
+from ingestd.mqttreasons import reason_words, refused
 from ingestd.mqttwire import NativeMqttClient, OnPublish
 from ingestd.records import RawMessage
 from ingestd.telemetry import Telemetry
 
-if TYPE_CHECKING:
-    from ingestd.mqttpaho import _PausableClient
 
-    MqttClient = NativeMqttClient | _PausableClient
+class MqttClient(Protocol):
+    """One connection to the broker, of either transport: `async with` it to connect."""
+
+    paused: bool
+
+    @property
+    def disconnected(self) -> asyncio.Future[None]:
+        """Resolves when the connection ends (with the reason as its exception)."""
+
+    @property
+    def keepalive_s(self) -> int:
+        """The keepalive in force: the broker's Server Keep Alive where it sent one (MQTT 5)."""
+
+    async def __aenter__(self) -> Any: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Any: ...
+
+    async def subscribe(self, topics: list[tuple[str, int]]) -> list[int]:
+        """The broker's SUBACK code per filter, in order."""
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+    def ack_many(self, acks: list[tuple[int, int]]) -> None:
+        """(packet id, qos) pairs: PUBACK for QoS 1, PUBREC for QoS 2."""
+
+    def publish_nowait(self, topic: str, payload: bytes) -> bool:
+        """QoS 0, best effort; False if it was not sent."""
 
 
 def new_client(settings: MqttSettings, on_publish: OnPublish, manual_ack: bool) -> MqttClient:
@@ -59,6 +100,8 @@ class MqttSource:
         buffer_full: Callable[[], bool],
         wait_for_space: Callable[[], Any],
         telemetry: Telemetry,
+        *,
+        on_fatal: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings
         self._handle = handle
@@ -69,6 +112,10 @@ class MqttSource:
         self._client: MqttClient | None = None
         self._resume_task: asyncio.Task[None] | None = None
         self._connection = 0  # counts connections: an ack is only valid on the one it came on
+        # packet id -> received_ns, for messages of this connection still waiting for their ack
+        self._unacked: dict[int, int] = {}
+        # called when ingestd cannot do what it is configured to (a refused subscription)
+        self._on_fatal = on_fatal
         self._intake_closed = False
         self._manual_ack = settings.ack == "after_write" and settings.qos > 0
         self.invalid_topic: Callable[[RawMessage], None] | None = None
@@ -98,6 +145,7 @@ class MqttSource:
                 self.invalid_topic(raw)
             return
         if mid:
+            self._unacked[mid] = received_ns
             raw = RawMessage(text, payload, received_ns, retain, mid, qos, self._connection)
         else:
             raw = RawMessage(text, payload, received_ns, retain)
@@ -125,8 +173,18 @@ class MqttSource:
         client = self._client
         if client is None:
             return
-        connection = self._connection
-        client.ack_many([(m.mid, m.qos) for m in messages if m.mid and m.connection == connection])
+        connection, unacked = self._connection, self._unacked
+        acks = []
+        for m in messages:
+            if m.mid and m.connection == connection:
+                acks.append((m.mid, m.qos))
+                unacked.pop(m.mid, None)
+        if acks:
+            client.ack_many(acks)
+
+    def oldest_unacked_ns(self) -> int | None:
+        """When the oldest message of this connection still waiting for its ack arrived."""
+        return min(self._unacked.values(), default=None)
 
     def close_intake(self) -> None:
         """Stop reading for good but stay connected, so what is drained can still be acked."""
@@ -143,15 +201,16 @@ class MqttSource:
         s = self.settings
         connection_errors = connection_errors_of(s)
         while not self._stop.is_set():
+            # before connecting: what arrives with the CONNACK belongs to this connection
+            self._connection += 1
+            self._unacked.clear()
             client = self._new_client()
+            self._client = client
             try:
                 async with client:
-                    self._connection += 1
-                    self._client = client
                     if self._intake_closed:
                         client.pause_reading()
-                    await client.subscribe([(topic, int(s.qos)) for topic in s.topics])
-                    self.telemetry.mqtt_up(s.host, s.port, s.topics)
+                    await self._subscribe(client)
                     attempt = 0
                     if self._buffer_full():
                         self._pause()
@@ -181,10 +240,35 @@ class MqttSource:
                     self._resume_task = None
                 self.telemetry.mqtt_connected = False
 
+    async def _subscribe(self, client: MqttClient) -> None:
+        """Subscribe to mqtt.topics. A refusal is never retried by reconnecting: each short
+        connection would deliver the granted subscriptions' messages again, unacked, and they
+        would be stored again. It is an error naming the filter; with on_subscription_refused =
+        "exit", the service drains, acks and exits non-zero."""
+        s = self.settings
+        wanted = [(topic, int(s.qos)) for topic in s.topics]
+        codes = await client.subscribe(wanted)
+        v5 = s.protocol == "5"
+        refusals = [
+            (topic, reason_words(code, v5))
+            for (topic, _), code in zip(wanted, codes, strict=True)
+            if refused(code)
+        ]
+        granted = [
+            topic for (topic, _), code in zip(wanted, codes, strict=True) if not refused(code)
+        ]
+        self.telemetry.mqtt_up(s.host, s.port, granted, client.keepalive_s)
+        for topic, reason in refusals:
+            self.telemetry.subscription_refused(topic, reason)
+        if refusals and s.on_subscription_refused == "exit" and self._on_fatal is not None:
+            self._on_fatal(
+                "the broker refused the subscription to "
+                + ", ".join(f"{topic!r} ({reason})" for topic, reason in refusals)
+            )
+
     def stop(self) -> None:
         self._stop.set()
 
-    def publish_nowait(self, topic: str, payload: bytes) -> None:
-        """Best effort, QoS 0 (dead-letter notifications); dropped while disconnected."""
-        if self._client is not None:
-            self._client.publish_nowait(topic, payload)
+    def publish_nowait(self, topic: str, payload: bytes) -> bool:
+        """Best effort, QoS 0 (dead-letter notifications); not sent while disconnected."""
+        return self._client is not None and self._client.publish_nowait(topic, payload)

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from ingestd.config import filter_matches
 from ingestd.errors import DropReason
 from ingestd.logs import get_logger
 
@@ -44,6 +45,14 @@ class Telemetry:
         self.batches: Counter[str] = Counter()
         self.mqtt_connected = False
         self.mqtt_reading_paused = False
+        self.subscribed_filters: list[str] = []
+        self.subscriptions_refused = 0
+        # the ack watchdog: how long the oldest message has waited for its ack while the
+        # database takes writes, and how many stalls (episodes past the bound) there were
+        self.oldest_unacked_s = 0.0
+        self.ack_stalls = 0
+        self._last_retained_log: dict[str, float] = {}
+        self._retained_suppressed: Counter[str] = Counter()
         # (lines held, capacity), read at scrape time; the service points it at the buffer
         self.buffer_gauge: Callable[[], tuple[int, int]] = lambda: (0, 1)
         self.deadletter_write_errors = 0
@@ -78,6 +87,29 @@ class Telemetry:
             suppressed_since_last=suppressed,
         )
 
+    def retained_message_skipped(self, message: RawMessage) -> None:
+        """Counted; and logged, the first per topic filter and then at most once per interval,
+        so a broker that flags queued live messages as retained (amqtt does, after a restart)
+        is visible rather than silently discarding readings."""
+        self.retained_skipped += 1
+        topic_filter = next(
+            (f for f in self.subscribed_filters if filter_matches(f, message.topic)), "?"
+        )
+        now = time.monotonic()
+        last = self._last_retained_log.get(topic_filter)
+        if last is not None and now - last < self._log_interval_s:
+            self._retained_suppressed[topic_filter] += 1
+            return
+        self._last_retained_log[topic_filter] = now
+        self.log.info(
+            "retained_message_skipped",
+            topic=message.topic,
+            topic_filter=topic_filter,
+            first=last is None,
+            suppressed_since_last=self._retained_suppressed.pop(topic_filter, 0),
+            hint="mqtt.retained = 'skip'; set 'ingest' if your broker marks live messages retained",
+        )
+
     def cardinality_limit_reached(self, topic: str, detail: str) -> None:
         """An alert, not a routine drop: logged as an error once per minute at most."""
         now = time.monotonic()
@@ -103,9 +135,30 @@ class Telemetry:
 
     # -- connection and lifecycle ------------------------------------------------------------
 
-    def mqtt_up(self, host: str, port: int, topics: list[str]) -> None:
+    def mqtt_up(self, host: str, port: int, topics: list[str], keepalive_s: int) -> None:
         self.mqtt_connected = True
-        self.log.info("mqtt_connected", host=host, port=port, topics=topics)
+        self.subscribed_filters = topics
+        self.subscriptions_refused = 0
+        self.log.info(
+            "mqtt_connected", host=host, port=port, topics=topics, keepalive_s=keepalive_s
+        )
+
+    def subscription_refused(self, topic_filter: str, reason: str) -> None:
+        self.subscriptions_refused += 1
+        self.log.error("mqtt_subscription_refused", topic_filter=topic_filter, reason=reason)
+
+    def acks_overdue(self, waited_s: float, bound_s: float) -> None:
+        self.ack_stalls += 1
+        self.log.error(
+            "mqtt_acks_overdue",
+            oldest_waited_s=round(waited_s, 1),
+            bound_s=round(bound_s, 1),
+            detail="messages stored or in the buffer are not being acknowledged while the "
+            "database takes writes; the broker stops sending once its in-flight window is full",
+        )
+
+    def acks_caught_up(self, stalled_s: float) -> None:
+        self.log.info("mqtt_acks_caught_up", stalled_s=round(stalled_s, 1))
 
     def mqtt_down(self, error: str, retry_in_s: float) -> None:
         was = self.mqtt_connected
@@ -203,6 +256,21 @@ class _Counters(Collector):
         )
         yield GaugeMetricFamily(
             "ingestd_mqtt_connected", "1 while connected to the broker", value=int(t.mqtt_connected)
+        )
+        yield GaugeMetricFamily(
+            "ingestd_mqtt_subscriptions_refused",
+            "Subscriptions of mqtt.topics the broker refused on this connection",
+            value=t.subscriptions_refused,
+        )
+        yield GaugeMetricFamily(
+            "ingestd_mqtt_oldest_unacked_seconds",
+            "How long the oldest message has waited for its ack while the database takes writes",
+            value=t.oldest_unacked_s,
+        )
+        yield CounterMetricFamily(
+            "ingestd_mqtt_ack_stalls",
+            "Times messages waited for their ack longer than mqtt.ack_overdue_s (the watchdog)",
+            value=t.ack_stalls,
         )
         yield GaugeMetricFamily(
             "ingestd_mqtt_reading_paused",

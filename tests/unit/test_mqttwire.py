@@ -3,12 +3,21 @@ MQTT 5 properties, acks on receipt or left to the caller, QoS 2's PUBREL answere
 
 from __future__ import annotations
 
+import asyncio
+import re
 from typing import Any
 
 import pytest
 
 from ingestd.config import MqttSettings
-from ingestd.mqttwire import NativeMqttClient, connect_packet, varint
+from ingestd.errors import MqttConnectionError
+from ingestd.mqttwire import (
+    MqttProtocolError,
+    NativeMqttClient,
+    connect_packet,
+    subscription_groups,
+    varint,
+)
 
 
 class FakeTransport:
@@ -96,3 +105,93 @@ def test_connect_packets_for_both_protocols() -> None:
     # level 5, no login, session expiry property (0x11) of one day
     assert packet[2:12] == b"\x00\x04MQTT\x05\x00\x00\x1e"
     assert packet[12:18] == b"\x05\x11\x00\x01\x51\x80"
+
+
+class ClosingTransport(FakeTransport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+
+def connack(code: int = 0, properties: bytes = b"", v5: bool = True) -> bytes:
+    body = b"\x00" + bytes([code]) + ((varint(len(properties)) + properties) if v5 else b"")
+    return body
+
+
+async def test_connack_server_keep_alive_and_maximum_packet_size_are_used() -> None:
+    c, _ = await client("5")
+    props = b"\x13\x00\x0a" + b"\x27\x00\x00\x01\x00" + b"\x26\x00\x01k\x00\x01v"  # + user prop
+    c._read_connack(connack(0, props))
+    assert (c.keepalive_s, c.max_packet_bytes) == (10, 256)
+
+
+@pytest.mark.parametrize(
+    ("protocol", "code", "words"),
+    [("3.1.1", 5, "not authorized (0x05)"), ("5", 0x87, "not authorized (0x87)"),
+     ("5", 0x86, "bad user name or password (0x86)"), ("3.1.1", 2, "client identifier rejected")],
+)  # fmt: skip
+async def test_a_refused_connection_names_the_reason_in_words(
+    protocol: str, code: int, words: str
+) -> None:
+    c, _ = await client(protocol)
+    with pytest.raises(MqttConnectionError, match=re.escape(words)):
+        c._read_connack(connack(code, v5=protocol == "5"))
+
+
+@pytest.mark.parametrize("body", [b"", b"\x00", b"\x00\x00\x05\x13\x00"])
+async def test_a_truncated_connack_is_a_protocol_error_not_an_index_error(body: bytes) -> None:
+    c, _ = await client("5")
+    with pytest.raises(MqttProtocolError):
+        c._read_connack(body)
+
+
+async def test_a_server_disconnect_reason_code_is_kept_in_words() -> None:
+    c, _ = await client("5")
+    c.transport = ClosingTransport()
+    c.data_received(b"\xe0\x01\x8b")  # DISCONNECT, server shutting down
+    c.connection_lost(None)
+    with pytest.raises(
+        MqttConnectionError, match=r"disconnected us: server shutting down \(0x8b\)"
+    ):
+        c.disconnected.result()
+
+
+async def test_our_own_hang_up_is_not_reported_as_an_error() -> None:
+    c, _ = await client()
+    c.transport = ClosingTransport()
+    await c.__aexit__(None, None, None)
+    c.connection_lost(None)
+    assert c.disconnected.result() is None  # nothing for the loop to log as never retrieved
+
+
+def test_subscriptions_are_split_to_fit_the_brokers_maximum_packet_size() -> None:
+    topics = [(f"sensors/{'x' * 90}/{i}", 1) for i in range(4)]  # 97 bytes each on the wire
+    groups = subscription_groups(topics, v5=True, max_packet_bytes=256)
+    assert [len(g) for g in groups] == [2, 2]
+    assert [t for g in groups for t in g] == topics
+    assert subscription_groups(topics, v5=True, max_packet_bytes=None) == [topics]
+    with pytest.raises(MqttConnectionError, match="does not fit"):
+        subscription_groups([("a" * 300, 1)], v5=True, max_packet_bytes=256)
+
+
+async def test_v5_subscribes_with_retain_handling_2_when_retained_are_skipped() -> None:
+    c, _ = await client("5")
+    task = asyncio.ensure_future(c.subscribe([("sensors/#", 1)]))
+    await asyncio.sleep(0)
+    sent = c.transport.written
+    assert sent[-1] == 0x21  # QoS 1 | retain handling 2 << 4
+    c.data_received(b"\x90\x04" + sent[2:4] + b"\x00\x87")  # SUBACK: not authorized
+    assert await task == [0x87]
+
+
+async def test_an_oversized_notification_is_not_sent() -> None:
+    c, _ = await client("5")
+    c.max_packet_bytes = 64
+    assert c.publish_nowait("deadletters", b"x" * 10)
+    assert not c.publish_nowait("deadletters", b"x" * 100)
