@@ -158,16 +158,24 @@ def workload(count: int, bad_ratio: float = 0.05, seed: int = 1) -> list[Expecte
 
 
 def publish(
-    messages: list[Expected], host: str, port: int, qos: int = 1, timeout_s: float = 120
+    messages: list[Expected],
+    host: str,
+    port: int,
+    qos: int = 1,
+    *,
+    timeout_s: float = 120,
+    max_inflight: int = 200,
 ) -> None:
-    """Publish in order and wait until the broker acknowledged every message (QoS 1)."""
+    """Publish in order and wait until the broker acknowledged every message (QoS 1).
+    `max_inflight`: how many may await the broker's ack at once (stay within the broker's
+    window at QoS 2: Mosquitto 2.0.11 stalls QoS 2 delivery beyond it)."""
     import paho.mqtt.client as paho
     from paho.mqtt.enums import CallbackAPIVersion
 
     client = paho.Client(
         CallbackAPIVersion.VERSION2, client_id=f"ingestd-workload-{random.random()}"
     )
-    client.max_inflight_messages_set(200)
+    client.max_inflight_messages_set(max_inflight)
     client.max_queued_messages_set(0)
     client.connect(host, port)
     client.loop_start()
