@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -23,6 +23,30 @@ if TYPE_CHECKING:
     from ingestd.records import RawMessage
 
 BATCH_OUTCOMES = ("written", "partial", "retried", "rejected")
+
+
+class Due(NamedTuple):
+    suppressed: int  # lines held back since the last one for this key
+    first: bool  # the first line ever for this key
+
+
+class LogRate:
+    """At most one log line per key and interval; counts the lines it holds back."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._last: dict[str, float] = {}
+        self._held: Counter[str] = Counter()
+
+    def due(self, key: str) -> Due | None:
+        """None: hold this line back. Otherwise log it, with what was held back."""
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval_s:
+            self._held[key] += 1
+            return None
+        self._last[key] = now
+        return Due(self._held.pop(key, 0), last is None)
 
 
 class Telemetry:
@@ -51,14 +75,12 @@ class Telemetry:
         # database takes writes, and how many stalls (episodes past the bound) there were
         self.oldest_unacked_s = 0.0
         self.ack_stalls = 0
-        self._last_retained_log: dict[str, float] = {}
-        self._retained_suppressed: Counter[str] = Counter()
         # (lines held, capacity), read at scrape time; the service points it at the buffer
         self.buffer_gauge: Callable[[], tuple[int, int]] = lambda: (0, 1)
         self.deadletter_write_errors = 0
-        self._log_interval_s = log_interval_s
-        self._last_drop_log: dict[str, float] = {}
-        self._suppressed: Counter[str] = Counter()
+        # keys are bounded: drop reasons (an enum), subscribed topic filters
+        self._drop_logs = LogRate(log_interval_s)
+        self._retained_logs = LogRate(log_interval_s)
         self._last_cardinality_alert = -60.0
         self.write_seconds = Histogram(
             "ingestd_write_duration_seconds",
@@ -72,19 +94,15 @@ class Telemetry:
 
     def message_dropped(self, reason: str, message: RawMessage, detail: str) -> None:
         self.dropped[reason] += 1
-        now = time.monotonic()
-        last = self._last_drop_log.get(reason)
-        if last is not None and now - last < self._log_interval_s:
-            self._suppressed[reason] += 1
+        due = self._drop_logs.due(reason)
+        if due is None:
             return
-        self._last_drop_log[reason] = now
-        suppressed = self._suppressed.pop(reason, 0)
         self.log.warning(
             "message_dropped",
             reason=reason,
             topic=message.topic,
             detail=detail[:300],
-            suppressed_since_last=suppressed,
+            suppressed_since_last=due.suppressed,
         )
 
     def retained_message_skipped(self, message: RawMessage) -> None:
@@ -95,18 +113,15 @@ class Telemetry:
         topic_filter = next(
             (f for f in self.subscribed_filters if filter_matches(f, message.topic)), "?"
         )
-        now = time.monotonic()
-        last = self._last_retained_log.get(topic_filter)
-        if last is not None and now - last < self._log_interval_s:
-            self._retained_suppressed[topic_filter] += 1
+        due = self._retained_logs.due(topic_filter)
+        if due is None:
             return
-        self._last_retained_log[topic_filter] = now
         self.log.info(
             "retained_message_skipped",
             topic=message.topic,
             topic_filter=topic_filter,
-            first=last is None,
-            suppressed_since_last=self._retained_suppressed.pop(topic_filter, 0),
+            first=due.first,
+            suppressed_since_last=due.suppressed,
             hint="mqtt.retained = 'skip'; set 'ingest' if your broker marks live messages retained",
         )
 

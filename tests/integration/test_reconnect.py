@@ -7,6 +7,7 @@ import contextlib
 import json
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,16 @@ from .conftest import TRANSPORTS
 from .scripted_broker import ScriptedBroker
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def spawned() -> Iterator[list[Ingestd]]:
+    """Daemons a test starts by hand: killed at teardown if still running, pass or fail."""
+    daemons: list[Ingestd] = []
+    yield daemons
+    for daemon in daemons:
+        if daemon.proc is not None and daemon.proc.poll() is None:
+            daemon.kill()
 
 
 def readings(count: int) -> list[tuple[str, bytes]]:
@@ -65,14 +76,13 @@ def test_a_window_that_arrives_with_the_connack_is_stored_and_acked(
 
 
 def test_the_server_keep_alive_overrides_ours_on_mqtt_5(
-    tmp_path: Path, influxdb1: InfluxDB1
+    tmp_path: Path, influxdb1: InfluxDB1, spawned: list[Ingestd]
 ) -> None:
     """Mosquitto's max_keepalive 10 below our keepalive_s 60: MQTT 5 says the client MUST use
     the Server Keep Alive [MQTT-3.2.2-21]. Before the fix the native transport sent no PINGREQ
     and was disconnected every ~15-18 s. Both transports run side by side for 25 s."""
     broker = Mosquitto(tmp_path, listener_options="allow_anonymous true\nmax_keepalive 10\n")
     broker.start()
-    daemons = []
     try:
         for transport in TRANSPORTS:
             workdir = tmp_path / transport
@@ -81,10 +91,10 @@ def test_the_server_keep_alive_overrides_ours_on_mqtt_5(
             daemon = Ingestd(
                 workdir, broker, influxdb1.influx_settings(), TOPICS, ROUTES, mqtt=mqtt
             )
+            spawned.append(daemon)
             daemon.start()
-            daemons.append(daemon)
         time.sleep(25)
-        for daemon in daemons:
+        for daemon in spawned:
             log = daemon.log.read_text()
             assert daemon.ready(), log[-2000:]
             assert "mqtt_disconnected" not in log, log[-2000:]
@@ -92,9 +102,6 @@ def test_the_server_keep_alive_overrides_ours_on_mqtt_5(
             assert [e["keepalive_s"] for e in connected] == [10]
             assert daemon.stop() == 0
     finally:
-        for daemon in daemons:
-            if daemon.proc is not None and daemon.proc.poll() is None:
-                daemon.kill()
         broker.stop()
 
 
@@ -112,7 +119,7 @@ def events(daemon: Ingestd, name: str) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_a_refused_subscription_is_one_clear_error_and_never_a_duplicate(
-    transport: str, tmp_path: Path, influxdb1: InfluxDB1
+    transport: str, tmp_path: Path, influxdb1: InfluxDB1, spawned: list[Ingestd]
 ) -> None:
     """aedes refuses one of two filters (SUBACK 0x80), as an ACL would. Before the fix the
     native transport reconnected over and over, storing the granted filter's messages again on
@@ -127,7 +134,10 @@ def test_a_refused_subscription_is_one_clear_error_and_never_a_duplicate(
         workdir.mkdir()
         settings = {**mqtt, "on_subscription_refused": on_refused}
         routes = ROUTES[:2]  # the routes of those two filters
-        return Ingestd(workdir, broker, influxdb1.influx_settings(), topics, routes, mqtt=settings)
+        spawned.append(
+            Ingestd(workdir, broker, influxdb1.influx_settings(), topics, routes, mqtt=settings)
+        )
+        return spawned[-1]
 
     sensors = [m for m in workload(40, bad_ratio=0) if m.topic.startswith("sensors/")][:10]
     assert len(sensors) == 10
@@ -168,7 +178,7 @@ def test_a_refused_subscription_is_one_clear_error_and_never_a_duplicate(
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_a_v5_refusal_names_its_reason_code(
-    transport: str, tmp_path: Path, influxdb1: InfluxDB1
+    transport: str, tmp_path: Path, influxdb1: InfluxDB1, spawned: list[Ingestd]
 ) -> None:
     broker = ScriptedBroker([], suback_codes=[0x00, 0x87])  # the second: not authorized
     broker.start()
@@ -211,7 +221,7 @@ def unacked_on_last_connection(broker_log: str, client_id: str) -> set[int]:
 @pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("protocol", ["3.1.1", "5"])
 def test_sigkill_and_restart_rounds_with_a_window_of_10_store_everything_and_ack_it(
-    transport: str, protocol: str, tmp_path: Path, influxdb1: InfluxDB1
+    transport: str, protocol: str, tmp_path: Path, influxdb1: InfluxDB1, spawned: list[Ingestd]
 ) -> None:
     """A persistent session with the in-flight window at 10 on both sides, ingestd killed with
     SIGKILL mid-intake and restarted four times. Each restart resumes the session: the queue and
@@ -232,6 +242,7 @@ def test_sigkill_and_restart_rounds_with_a_window_of_10_store_everything_and_ack
     messages = [m for m in workload(4000, bad_ratio=0) if m.topic.startswith("sensors/")]
     rounds = [messages[i::4] for i in range(4)]
     daemon = Ingestd(tmp_path, broker, influxdb1.influx_settings(), TOPICS, ROUTES, mqtt=mqtt)
+    spawned.append(daemon)
     daemon.start()
     stored = 0
     try:
@@ -251,7 +262,5 @@ def test_sigkill_and_restart_rounds_with_a_window_of_10_store_everything_and_ack
             )
         assert daemon.stop() == 0
     finally:
-        if daemon.proc is not None and daemon.proc.poll() is None:
-            daemon.kill()
         broker.stop()
     assert influxdb1.count() == len(messages)
