@@ -61,6 +61,8 @@ def test_no_routes_means_the_p4n4_convention() -> None:
         ),
         ({**V1, "batch": {"max_lines": 10, "buffer_max_lines": 5}}, "batch"),
         ({**V1, "deadletter": {"mqtt_topic": "sensors/deadletters"}}, ""),
+        ({**V1, "mqtt": {"transport": "paho", "qos": 2}}, "mqtt"),
+        ({**V1, "mqtt": {"on_subscription_refused": "retry"}}, "mqtt.on_subscription_refused"),
     ],
 )
 def test_every_config_error_names_its_key(data: dict[str, object], key: str) -> None:
@@ -128,3 +130,16 @@ def test_an_unset_env_reference_names_its_key(
         load_settings(path)
     assert info.value.key == "routes[0].topic"
     assert "TEST_UNSET" in info.value.message
+
+
+def test_qos2_with_paho_is_refused_with_the_reason() -> None:
+    with pytest.raises(ConfigError, match="PUBREC before ingestd has stored"):
+        parse_settings({**V1, "mqtt": {"transport": "paho", "qos": 2}})
+
+
+def test_the_ack_watchdog_bound_follows_flush_interval_and_write_timeout() -> None:
+    settings = parse_settings(
+        {**V1, "batch": {"flush_interval_s": 2}, "influx": {**V1["influx"], "timeout_s": 5}}
+    )  # type: ignore[dict-item]
+    assert settings.ack_overdue_s == 14.0
+    assert parse_settings({**V1, "mqtt": {"ack_overdue_s": 3}}).ack_overdue_s == 3.0
