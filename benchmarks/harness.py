@@ -22,7 +22,7 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from ingestd.localservers import InfluxDB1, Mosquitto
+from ingestd.devtools.servers import InfluxDB1, Mosquitto
 
 from .stack import quiet_ingestd, running_stack
 

@@ -9,9 +9,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ingestd.localservers import InfluxDB1, Mosquitto
-from ingestd.runner import Ingestd
-from ingestd.testing import ROUTES, TOPICS, Expected, workload
+from ingestd.devtools.daemon import Ingestd
+from ingestd.devtools.servers import InfluxDB1, Mosquitto
+from ingestd.devtools.workload import ROUTES, TOPICS, Expected, workload
 
 
 @contextmanager

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 
-from ingestd.testing import publish
+from ingestd.devtools.workload import publish
 
 from .harness import RESULTS, SMOKE, broker_dropped
 from .stack import quiet_ingestd, running_stack, value_messages

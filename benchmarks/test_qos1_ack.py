@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from ingestd.testing import publish
+from ingestd.devtools.workload import publish
 
 from .harness import RESULTS, SMOKE
 from .stack import quiet_ingestd, running_stack, value_messages

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from ingestd.config import InfluxSettings
-from ingestd.localservers import VictoriaMetrics
+from ingestd.devtools.servers import VictoriaMetrics
 from ingestd.sink import InfluxSink
 
 from .harness import SMOKE

@@ -10,8 +10,8 @@ import json
 import statistics
 import time
 
-from ingestd.localservers import wait_until
-from ingestd.testing import publish
+from ingestd.devtools.servers import wait_until
+from ingestd.devtools.workload import publish
 
 from .harness import RESULTS, SMOKE
 from .stack import quiet_ingestd, running_stack, value_messages

@@ -18,13 +18,13 @@ from pathlib import Path
 from ingestd.buffer import MemoryBuffer
 from ingestd.config import parse_settings
 from ingestd.decode import parse_json
+from ingestd.devtools.workload import ROUTES, TOPICS, workload
 from ingestd.encode import LineEncoder, to_line
 from ingestd.fieldtypes import FieldTypes
 from ingestd.pipeline import Pipeline
 from ingestd.records import RawMessage
 from ingestd.routes import compile_routes
 from ingestd.telemetry import Telemetry
-from ingestd.testing import ROUTES, TOPICS, workload
 from ingestd.transform import to_points
 from ingestd.units import parse_conversion
 

@@ -114,8 +114,8 @@ def _run(settings: Settings) -> int:
 
 
 async def _connect(settings: Settings) -> list[str]:
+    from ingestd.mqtt.client import connection_errors_of, new_client
     from ingestd.sink import InfluxSink
-    from ingestd.source import connection_errors_of, new_client
 
     problems = []
     sink = InfluxSink(settings.influx)
@@ -200,13 +200,20 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
 def run_cli(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["simulate"]:  # its own parser: argparse.REMAINDER drops leading options
-        from ingestd.simulate import main as simulate_main
+        from ingestd.sim.simulate import main as simulate_main
 
         return simulate_main(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "local":
-        from ingestd.local import run_local
-
+        try:
+            from ingestd.devtools.local import run_local
+        except ModuleNotFoundError:  # the container image ships the daemon and the simulator
+            print(
+                "ingestd local: not in this installation (the image has no ingestd.devtools, "
+                "nor the mosquitto and influxd it starts); run it from a source checkout",
+                file=sys.stderr,
+            )
+            return EXIT_CHECK_FAILED
         try:
             return run_local(args.workdir, args.api, args.mqtt_port, args.http_port)
         except KeyboardInterrupt:  # Ctrl-C while the servers start: they are stopped already

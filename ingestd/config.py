@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ingestd.errors import ConfigError
+from ingestd.topics import filter_matches
 
 FieldType = Literal["float", "int", "bool", "string"]
 TimeUnit = Literal["auto", "s", "ms", "us", "ns"]
@@ -46,7 +47,7 @@ class MqttSettings(_Section):
     clean_session: bool = False
     keepalive_s: int = Field(30, ge=5, le=65535)
     protocol: Literal["3.1.1", "5"] = "3.1.1"
-    # "native": ingestd's own asyncio MQTT protocol (ingestd/mqttwire.py); "paho": aiomqtt over
+    # "native": ingestd's own asyncio MQTT protocol (ingestd/mqtt/native.py); "paho": aiomqtt over
     # paho-mqtt. Same features; benchmarks/README.md compares them.
     transport: Literal["native", "paho"] = "native"
     username: str | None = None
@@ -227,17 +228,6 @@ class RouteSettings(_Section):
 
 
 DEFAULT_ROUTES = (RouteSettings(topic="sensors/{device}/{measurement}", format="value"),)
-
-
-def filter_matches(topic_filter: str, topic: str) -> bool:
-    """MQTT topic-filter semantics: `+` is one level, a final `#` the rest (and the parent)."""
-    levels = topic.split("/")
-    for i, wanted in enumerate(topic_filter.split("/")):
-        if wanted == "#":
-            return True
-        if i >= len(levels) or (wanted != "+" and wanted != levels[i]):
-            return False
-    return len(levels) == len(topic_filter.split("/"))
 
 
 class Settings(_Section):

@@ -17,6 +17,7 @@ from pydantic import TypeAdapter
 from ingestd.config import FieldType, RouteSettings, Settings
 from ingestd.decode import ValueEnvelope, envelope_adapter
 from ingestd.errors import ConfigError
+from ingestd.topics import filter_covers
 from ingestd.units import Conversion, parse_conversion
 
 _NAMED_LEVEL = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
@@ -77,24 +78,15 @@ class TopicTemplate:
                 segments[name] = level
         return segments
 
+    @property
+    def as_filter(self) -> str:
+        """The template as an MQTT filter: every named level a '+', a trailing rest a '#'."""
+        levels = ["+" if literal is None else literal for literal in self.literals]
+        return "/".join([*levels, "#"] if self.rest else levels)
+
     def covered_by(self, topic_filter: str) -> bool:
         """Whether subscribing to `topic_filter` delivers every topic this template matches."""
-        filter_levels = topic_filter.split("/")
-        for i, literal in enumerate(self.literals):
-            if i >= len(filter_levels):
-                return False
-            wanted = filter_levels[i]
-            if wanted == "#":
-                return True
-            if wanted == "+":
-                continue
-            if literal is None or literal != wanted:
-                return False
-        if self.rest:
-            return (
-                len(filter_levels) > len(self.literals) and filter_levels[len(self.literals)] == "#"
-            )
-        return len(filter_levels) == len(self.literals)
+        return filter_covers(topic_filter, self.as_filter)
 
 
 @dataclass(frozen=True, slots=True)

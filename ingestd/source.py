@@ -2,8 +2,8 @@
 the buffer is full, reconnect with jittered backoff and resubscribe.
 
 Two transports behind one seam (mqtt.transport), the `MqttClient` Protocol: "native"
-(ingestd/mqttwire.py, an asyncio protocol that parses MQTT itself) and "paho" (aiomqtt over
-paho-mqtt, ingestd/mqttpaho.py). Both deliver (topic bytes, payload, qos, retain, packet id) to
+(ingestd/mqtt/native.py, an asyncio protocol that parses MQTT itself) and "paho" (aiomqtt over
+paho-mqtt, ingestd/mqtt/paho.py). Both deliver (topic bytes, payload, qos, retain, packet id) to
 `MqttSource._deliver`, and a client of either pauses reading while the buffer is full, so TCP
 pushes back on the broker.
 
@@ -19,75 +19,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from collections.abc import Callable
-from types import TracebackType
-from typing import Any, Protocol
+from typing import Any
 
 from ingestd.backoff import backoff_delay
 from ingestd.config import MqttSettings
 from ingestd.errors import MqttConnectionError
-from ingestd.mqttreasons import reason_words, refused
-from ingestd.mqttwire import NativeMqttClient, OnPublish
+from ingestd.mqtt.client import MqttClient, connection_errors_of, new_client
+from ingestd.mqtt.reasons import reason_words, refused
 from ingestd.records import RawMessage
 from ingestd.telemetry import Telemetry
-
-
-class MqttClient(Protocol):
-    """One connection to the broker, of either transport: `async with` it to connect."""
-
-    paused: bool
-
-    @property
-    def disconnected(self) -> asyncio.Future[None]:
-        """Resolves when the connection ends (with the reason as its exception)."""
-
-    @property
-    def keepalive_s(self) -> int:
-        """The keepalive in force: the broker's Server Keep Alive where it sent one (MQTT 5)."""
-
-    async def __aenter__(self) -> Any: ...
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> Any: ...
-
-    async def subscribe(self, topics: list[tuple[str, int]]) -> list[int]:
-        """The broker's SUBACK code per filter, in order."""
-
-    def pause_reading(self) -> None: ...
-
-    def resume_reading(self) -> None: ...
-
-    def ack_many(self, acks: list[tuple[int, int]]) -> None:
-        """(packet id, qos) pairs: PUBACK for QoS 1, PUBREC for QoS 2."""
-
-    def publish_nowait(self, topic: str, payload: bytes) -> bool:
-        """QoS 0, best effort; False if it was not sent."""
-
-
-def new_client(settings: MqttSettings, on_publish: OnPublish, manual_ack: bool) -> MqttClient:
-    """One connection's client, of the configured transport (`async with` it to connect)."""
-    if settings.transport == "paho":
-        from ingestd.mqttpaho import new_paho_client
-
-        return new_paho_client(settings, on_publish, manual_ack)
-    return NativeMqttClient(settings, on_publish, manual_ack)
-
-
-def connection_errors_of(settings: MqttSettings) -> tuple[type[Exception], ...]:
-    """What connecting or a lost connection raises, with the configured transport."""
-    errors: tuple[type[Exception], ...] = (MqttConnectionError, OSError, socket.gaierror)
-    if settings.transport == "paho":
-        from ingestd.mqttpaho import MqttError
-
-        errors += (MqttError,)
-    return errors
-
 
 TOPIC_CACHE_SIZE = 50_000  # cleared when full, like the route cache
 

@@ -15,9 +15,9 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ingestd.config import filter_matches
 from ingestd.errors import DropReason
 from ingestd.logs import get_logger
+from ingestd.topics import filter_matches
 
 if TYPE_CHECKING:
     from ingestd.records import RawMessage

@@ -1,4 +1,4 @@
-"""MQTT brokers the delivery tests run against: Mosquitto (ingestd.localservers) and aedes, a
+"""MQTT brokers the delivery tests run against: Mosquitto (ingestd.devtools.servers) and aedes, a
 second implementation nobody here wrote (Node.js, from the npm registry, MQTT 3.1.1 only).
 
 `.ci/run` installs aedes with `npm ci` into tests/brokers/aedes; where it is missing (a
@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from ingestd.localservers import Process, free_port
+from ingestd.devtools.servers import Process, free_port
 
 AEDES_DIR = Path(__file__).resolve().parents[1] / "brokers" / "aedes"
 

@@ -6,15 +6,15 @@ from typing import Any
 
 import pytest
 
-from ingestd.localservers import (
+from ingestd.devtools.daemon import Ingestd
+from ingestd.devtools.servers import (
     Database,
     InfluxDB1,
     Mosquitto,
     VictoriaMetrics,
     docker_available,
 )
-from ingestd.runner import Ingestd
-from ingestd.testing import ROUTES, TOPICS
+from ingestd.devtools.workload import ROUTES, TOPICS
 
 pytestmark = pytest.mark.integration
 

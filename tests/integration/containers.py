@@ -11,7 +11,7 @@ import json
 import os
 from typing import Any
 
-from ingestd.localservers import Database, http
+from ingestd.devtools.servers import Database, http
 from ingestd.timestamps import iso_to_ns
 
 FLUX_TYPES = {"double": "float", "boolean": "boolean", "string": "string", "long": "integer"}

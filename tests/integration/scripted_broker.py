@@ -13,8 +13,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from ingestd.localservers import free_port
-from ingestd.mqttwire import string_field, varint
+from ingestd.devtools.servers import free_port
+from ingestd.mqtt.packets import string_field, varint
 
 
 def publish_packet(topic: str, payload: bytes, qos: int, packet_id: int, v5: bool) -> bytes:

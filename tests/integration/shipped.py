@@ -11,7 +11,7 @@ from pathlib import Path
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from ingestd.localservers import Process, free_port
+from ingestd.devtools.servers import Process, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -16,10 +16,10 @@ import pytest
 from structlog.testing import capture_logs
 
 from ingestd.config import Settings
-from ingestd.localservers import InfluxDB1, Mosquitto
+from ingestd.devtools.servers import InfluxDB1, Mosquitto
+from ingestd.devtools.workload import ROUTES, TOPICS, publish, workload
 from ingestd.records import RawMessage
 from ingestd.service import Service
-from ingestd.testing import ROUTES, TOPICS, publish, workload
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from ingestd.deadletter import read_dead_letters
-from ingestd.localservers import InfluxDB1, Mosquitto, Process, wait_until
-from ingestd.testing import publish, workload
+from ingestd.devtools.servers import InfluxDB1, Mosquitto, Process, wait_until
+from ingestd.devtools.workload import publish, workload
 
 from .brokers import Aedes
 from .conftest import TRANSPORTS

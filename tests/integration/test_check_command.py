@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ingestd.localservers import InfluxDB1, Mosquitto
+from ingestd.devtools.servers import InfluxDB1, Mosquitto
 
 from .conftest import TRANSPORTS
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from ingestd.localservers import InfluxDB1, Mosquitto, wait_until
-from ingestd.testing import publish, workload
+from ingestd.devtools.servers import InfluxDB1, Mosquitto, wait_until
+from ingestd.devtools.workload import publish, workload
 
 from .conftest import TRANSPORTS
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from ingestd.deadletter import read_dead_letters
-from ingestd.localservers import Database, InfluxDB1, Mosquitto, VictoriaMetrics
-from ingestd.testing import Expected, publish, workload
+from ingestd.devtools.servers import Database, InfluxDB1, Mosquitto, VictoriaMetrics
+from ingestd.devtools.workload import Expected, publish, workload
 
 from .conftest import TRANSPORTS
 

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from ingestd.deadletter import read_dead_letters
-from ingestd.localservers import InfluxDB1, Mosquitto
-from ingestd.localservers import http as http_call
-from ingestd.testing import Expected, publish, publish_paced, workload
+from ingestd.devtools.servers import InfluxDB1, Mosquitto
+from ingestd.devtools.servers import http as http_call
+from ingestd.devtools.workload import Expected, publish, publish_paced, workload
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from ingestd.localservers import InfluxDB1, Mosquitto, wait_until
+from ingestd.devtools.servers import InfluxDB1, Mosquitto, wait_until
 
 from .conftest import TRANSPORTS
 

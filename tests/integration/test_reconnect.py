@@ -14,9 +14,9 @@ from typing import Any
 import orjson
 import pytest
 
-from ingestd.localservers import InfluxDB1, Mosquitto, wait_until
-from ingestd.runner import Ingestd
-from ingestd.testing import BASE_S, ROUTES, TOPICS, publish, workload
+from ingestd.devtools.daemon import Ingestd
+from ingestd.devtools.servers import InfluxDB1, Mosquitto, wait_until
+from ingestd.devtools.workload import BASE_S, ROUTES, TOPICS, publish, workload
 
 from .brokers import Aedes
 from .conftest import TRANSPORTS

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from ingestd.deadletter import DeadLetterFile, read_dead_letters, to_json
-from ingestd.localservers import InfluxDB1
+from ingestd.devtools.servers import InfluxDB1
 from ingestd.records import DeadLetter
 
 pytestmark = pytest.mark.integration

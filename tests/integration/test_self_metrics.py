@@ -6,8 +6,8 @@ import time
 from collections import Counter
 from typing import Any
 
-from ingestd.localservers import InfluxDB1, Mosquitto
-from ingestd.testing import publish, workload
+from ingestd.devtools.servers import InfluxDB1, Mosquitto
+from ingestd.devtools.workload import publish, workload
 
 COUNT = 2000
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from ingestd.fleet import Fleet
-from ingestd.localservers import InfluxDB1, Mosquitto
-from ingestd.simulate import simulate
+from ingestd.devtools.servers import InfluxDB1, Mosquitto
+from ingestd.sim.fleet import Fleet
+from ingestd.sim.simulate import simulate
 
 
 def stored_per_measurement(db: InfluxDB1) -> Counter[str]:

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from ingestd.localservers import InfluxDB1, Mosquitto, wait_until
+from ingestd.devtools.servers import InfluxDB1, Mosquitto, wait_until
+from ingestd.devtools.workload import Expected, publish, workload
 from ingestd.spool import DiskSpool, decode_batch
-from ingestd.testing import Expected, publish, workload
 
 pytestmark = pytest.mark.integration
 

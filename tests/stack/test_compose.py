@@ -186,7 +186,7 @@ def test_the_ingestd_image_is_slim_non_root_and_health_checked() -> None:
 
 
 def test_the_demo_simulator_command_is_one_ingestd_simulate_accepts() -> None:
-    from ingestd.simulate import _parser
+    from ingestd.sim.simulate import _parser
 
     service = services("iot")["simulator"]
     assert service["entrypoint"] == ["python", "-m", "ingestd", "simulate"]
@@ -194,3 +194,19 @@ def test_the_demo_simulator_command_is_one_ingestd_simulate_accepts() -> None:
     args = _parser().parse_args([VAR.sub("x", arg) for arg in service["command"]])
     assert args.host == "mosquitto" and args.password_env in service["environment"]
     assert args.duration_s == 0  # runs until the stack stops
+
+
+def test_the_image_leaves_the_dev_tools_out_and_ingestd_local_says_so(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The image's .dockerignore leaves ingestd/devtools out: they start local servers for the
+    tests and `ingestd local`, and the image has neither mosquitto nor influxd. That the daemon
+    and the simulator never import them is an import contract (pyproject.toml, lint-imports);
+    here, `ingestd local` without them says why instead of a traceback."""
+    from ingestd.cli import run_cli
+
+    ignore = (COMPOSE / "ingestd.Dockerfile.dockerignore").read_text()
+    assert "ingestd/devtools/" in ignore.splitlines() and "!ingestd/" in ignore.splitlines()
+    monkeypatch.setitem(sys.modules, "ingestd.devtools.local", None)  # as if not installed
+    assert run_cli(["local"]) == 1
+    assert "not in this installation" in capsys.readouterr().err

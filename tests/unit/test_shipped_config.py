@@ -66,8 +66,8 @@ def test_the_shipped_config_names_every_settings_key() -> None:
 def test_every_shipped_route_tags_the_device_the_dashboards_filter_on(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from ingestd.fleet import Fleet
     from ingestd.service import check_message
+    from ingestd.sim.fleet import Fleet
 
     for name in ("MQTT_INGESTD_USER", "INFLUXDB_ORG", "INFLUXDB_BUCKET"):
         monkeypatch.setenv(name, "x")

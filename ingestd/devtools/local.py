@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 
 from ingestd.config import parse_settings
-from ingestd.localservers import Database, InfluxDB1, Mosquitto, VictoriaMetrics, free_port
-from ingestd.testing import ROUTES, TOPICS
+from ingestd.devtools.servers import Database, InfluxDB1, Mosquitto, VictoriaMetrics, free_port
+from ingestd.devtools.workload import ROUTES, TOPICS
 
 
 def local_config(
@@ -51,7 +51,7 @@ def run_local(workdir: Path, api: str, mqtt_port: int, http_port: int) -> int:
                 f"metrics on http://127.0.0.1:{http_port}/metrics\n"
                 f"try: mosquitto_pub -p {broker.port} -t sensors/dev-1/temperature "
                 f"-m '{{\"v\": 22.5}}'\n"
-                f"or:  python -m ingestd.testing --port {broker.port} --count 10000\n"
+                f"or:  python -m ingestd.devtools.workload --port {broker.port} --count 10000\n"
                 "Ctrl-C stops everything.",
                 flush=True,
             )

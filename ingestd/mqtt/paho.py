@@ -28,8 +28,8 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ingestd.config import MqttSettings
 from ingestd.errors import MqttConnectionError
-from ingestd.mqttreasons import reason_words
-from ingestd.mqttwire import SESSION_EXPIRY_S, OnPublish, subscription_groups
+from ingestd.mqtt.packets import SESSION_EXPIRY_S, OnPublish, subscription_groups
+from ingestd.mqtt.reasons import reason_words
 
 MqttError = aiomqtt.MqttError
 

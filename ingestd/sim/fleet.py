@@ -1,7 +1,7 @@
 """A fleet of simulated devices: who publishes what, on which topic, with which readings.
 
 Deterministic from a seed. Every device speaks one payload format ingestd reads (the routes in
-compose/ingest.toml and `ingestd.testing.ROUTES`):
+compose/ingest.toml and `ingestd.devtools.workload.ROUTES`):
 
   p4n4       sensors/<device>/<measurement>   {"v": 21.4, "ts": 1763900000.123}
   telemetry  iot/telemetry/<device>           {"device_id", "ts", "data": {temp (°F), humidity, co,
@@ -25,7 +25,16 @@ from dataclasses import dataclass
 
 import orjson
 
-from ingestd.testing import BAD_MESSAGES
+BAD_MESSAGES = [  # (topic, payload, the drop reason ingestd must give it)
+    ("sensors/dev-1/temperature", b'{"v": 22.5', "invalid_json"),
+    ("sensors/dev-1/temperature", b'{"value": 22.5}', "schema_mismatch"),
+    ("sensors/dev-1/temperature", b"nan", "invalid_value"),
+    ("sensors/dev-1/temperature", b'{"v": 1, "ts": "soon"}', "invalid_timestamp"),
+    ("sensors/dev-1", b"22.5", "unknown_topic"),
+    ("iot/telemetry/edge-1", b'{"device_id": "x", "data": "not an object"}', "schema_mismatch"),
+    ("iot/telemetry/edge-1", b'{"data": {"temp": "hot"}}', "field_type_conflict"),
+]
+
 
 FORMATS = ("p4n4", "telemetry", "ruuvi", "bare")
 DAY_S = 86_400.0

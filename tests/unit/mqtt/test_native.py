@@ -11,13 +11,8 @@ import pytest
 
 from ingestd.config import MqttSettings
 from ingestd.errors import MqttConnectionError
-from ingestd.mqttwire import (
-    MqttProtocolError,
-    NativeMqttClient,
-    connect_packet,
-    subscription_groups,
-    varint,
-)
+from ingestd.mqtt.native import NativeMqttClient
+from ingestd.mqtt.packets import MqttProtocolError, connect_packet, subscription_groups, varint
 
 
 class FakeTransport:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from ingestd.mqttwire import string_field, varint
+from ingestd.mqtt.packets import string_field, varint
 
 _CONNACK, _PUBACK, _PINGRESP = 2, 4, 13
 MAX_PACKET_ID = 65_535

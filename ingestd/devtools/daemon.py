@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Protocol
 
-from ingestd.localservers import free_port, wait_until
+from ingestd.devtools.servers import free_port, wait_until
 
 
 class Broker(Protocol):

@@ -28,8 +28,8 @@ from typing import Any
 
 import orjson
 
-from ingestd.fleet import FORMATS, Fleet, Message
-from ingestd.publisher import ConnectionLost, MqttPublisher, TopicCache
+from ingestd.sim.fleet import FORMATS, Fleet, Message
+from ingestd.sim.publisher import ConnectionLost, MqttPublisher, TopicCache
 
 CHUNK = 2_000  # messages per write
 TICK_S = 0.005

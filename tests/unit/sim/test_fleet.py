@@ -12,13 +12,13 @@ import pytest
 
 from ingestd.buffer import MemoryBuffer
 from ingestd.config import parse_settings
+from ingestd.devtools.workload import ROUTES, TOPICS
 from ingestd.errors import MessageRejected
-from ingestd.fleet import DAY_S, FORMATS, Fleet, Signal
 from ingestd.pipeline import Pipeline
 from ingestd.records import RawMessage
 from ingestd.routes import compile_routes
+from ingestd.sim.fleet import DAY_S, FORMATS, Fleet, Signal
 from ingestd.telemetry import Telemetry
-from ingestd.testing import ROUTES, TOPICS
 
 NOW_MS = 1_763_900_000_000
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ingestd.mqttwire import varint
-from ingestd.publisher import TopicCache, connect_packet
+from ingestd.mqtt.packets import varint
+from ingestd.sim.publisher import TopicCache, connect_packet
 
 
 def decode_varint(data: bytes) -> tuple[int, int]:

@@ -1,7 +1,7 @@
 """A mixed workload shared by tests and by hand: every payload format, a share of bad messages,
 and the exact points (or drop reasons) each message must become.
 
-    python -m ingestd.testing --port 1883 --count 10000 --bad-ratio 0.05
+    python -m ingestd.devtools.workload --port 1883 --count 10000 --bad-ratio 0.05
 publishes it at QoS 1 and prints what was sent, per format and per expected drop reason.
 """
 
@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+
+from ingestd.sim.fleet import BAD_MESSAGES
 
 BASE_S = 1_700_000_000
 
@@ -133,17 +135,6 @@ def _good(i: int, rng: random.Random) -> Expected:
     )
 
 
-BAD_MESSAGES = [  # (topic, payload, the drop reason ingestd must give it)
-    ("sensors/dev-1/temperature", b'{"v": 22.5', "invalid_json"),
-    ("sensors/dev-1/temperature", b'{"value": 22.5}', "schema_mismatch"),
-    ("sensors/dev-1/temperature", b"nan", "invalid_value"),
-    ("sensors/dev-1/temperature", b'{"v": 1, "ts": "soon"}', "invalid_timestamp"),
-    ("sensors/dev-1", b"22.5", "unknown_topic"),
-    ("iot/telemetry/edge-1", b'{"device_id": "x", "data": "not an object"}', "schema_mismatch"),
-    ("iot/telemetry/edge-1", b'{"data": {"temp": "hot"}}', "field_type_conflict"),
-]
-
-
 def workload(count: int, bad_ratio: float = 0.05, seed: int = 1) -> list[Expected]:
     rng = random.Random(seed)
     bad_every = round(1 / bad_ratio) if bad_ratio > 0 else 0
@@ -241,7 +232,7 @@ def publish_paced(
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m ingestd.testing", description=__doc__.split("\n\n")[0]
+        prog="python -m ingestd.devtools.workload", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=1883)
