@@ -4,6 +4,9 @@ Like Telegraf's output buffer: `take` a batch, then `accept` it (settled: writte
 or `keep` it (put back in front, retried later). Taken lines count against the capacity until
 settled, so memory is bounded by `max_lines` whatever the sink does. Every line remembers the
 message it came from, so a line the database rejects is dead-lettered with its original payload.
+
+Two buffers speak this `Buffer` protocol: `MemoryBuffer` here and `spool.DiskSpool`, which holds
+batches on disk across restarts. `store_or_drop` is the one full policy over either.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Literal, NamedTuple, Protocol
 
 from ingestd.records import RawMessage
 
@@ -19,9 +23,20 @@ from ingestd.records import RawMessage
 class Batch:
     lines: list[str] = field(default_factory=list)
     origins: list[RawMessage] = field(default_factory=list)
+    stored_ns: int = 0  # when a durable buffer stored it (wall clock); 0: never stored
 
     def __len__(self) -> int:
         return len(self.lines)
+
+    def groups(self) -> list[tuple[RawMessage, list[str]]]:
+        """Each message once, in order, with its lines."""
+        out: list[tuple[RawMessage, list[str]]] = []
+        for line, origin in zip(self.lines, self.origins, strict=True):
+            if out and out[-1][0] is origin:
+                out[-1][1].append(line)
+            else:
+                out.append((origin, [line]))
+        return out
 
     def messages(self) -> list[RawMessage]:
         """Each message once, in order (a message's lines are contiguous)."""
@@ -34,6 +49,60 @@ class Batch:
 
 class BufferClosed(Exception):
     """Intake is closed: the service is shutting down."""
+
+
+class Buffer(Protocol):
+    """A bounded store of batches, spoken to in transactions: `take` a batch, then settle it with
+    `accept` (written or dead-lettered: gone for good) or `keep` (first in line again).
+    One transaction is open at a time per consumer, as the flusher and the spool replay use it."""
+
+    def store(self, batch: Batch) -> bool:
+        """Hold all of `batch`, or none of it (False: no room)."""
+        ...
+
+    def take(self, max_lines: int) -> Batch | None:
+        """The oldest lines, about `max_lines` of them (a message, or a stored batch, is never
+        split), or None when nothing waits."""
+        ...
+
+    def accept(self, batch: Batch) -> None: ...
+
+    def keep(self, batch: Batch) -> None: ...
+
+    def drop_oldest(self) -> Batch | None:
+        """Make room: the oldest unit (message or stored batch), gone; the caller counts it."""
+        ...
+
+
+OnFull = Literal["block", "drop_oldest", "drop_newest"]
+
+
+class Stored(NamedTuple):
+    settled: bool  # False: `batch` is not held (no room, and the policy leaves it with the caller)
+    dropped: list[Batch]  # what went to make room, and `batch` itself if it was dropped
+    error: str | None  # why storing failed outright (OSError: a disk full before its cap)
+
+
+def store_or_drop(buffer: Buffer, batch: Batch, on_full: OnFull) -> Stored:
+    """Store `batch`, applying the full policy: `block` leaves it with the caller, `drop_oldest`
+    drops the oldest until it fits, `drop_newest` drops `batch` itself. Who drops, counts.
+    A store that fails with OSError is not retried: making room would not help."""
+    dropped: list[Batch] = []
+    error: str | None = None
+    while True:
+        try:
+            if buffer.store(batch):
+                return Stored(True, dropped, None)
+        except OSError as exc:
+            error = str(exc)
+            break
+        oldest = buffer.drop_oldest() if on_full == "drop_oldest" else None
+        if oldest is None:
+            break
+        dropped.append(oldest)
+    if on_full == "block":
+        return Stored(False, dropped, error)
+    return Stored(True, [*dropped, batch], error)
 
 
 class MemoryBuffer:
@@ -73,6 +142,17 @@ class MemoryBuffer:
             self._ready.set()
         if self.full:
             self._space.clear()
+
+    def store(self, batch: Batch) -> bool:
+        """A whole batch, if it fits beside what is held (the protocol's intake; `put` is the
+        per-message one, which never refuses)."""
+        if self._closed:
+            raise BufferClosed
+        if self.fill + len(batch) > self.max_lines:
+            return False
+        for message, lines in batch.groups():
+            self.put(lines, message)
+        return True
 
     @property
     def full(self) -> bool:
@@ -123,10 +203,12 @@ class MemoryBuffer:
                 pass
         return self.take(max_lines)
 
-    def take(self, max_lines: int) -> Batch:
+    def take(self, max_lines: int) -> Batch | None:
         """Up to `max_lines` lines, never splitting a message: once a batch is settled, every
         message in it is settled, so it can be acknowledged."""
         lines, origins = self._lines, self._origins
+        if not lines:
+            return None
         count = min(max_lines, len(lines))
         while count < len(lines) and origins[count] is origins[count - 1]:
             count += 1
@@ -148,9 +230,15 @@ class MemoryBuffer:
         self._unacked_waiting += sum(1 for m in batch.messages() if m.mid)
         self._in_flight -= len(batch)
 
+    def drop_oldest(self) -> Batch | None:
+        batch = self.take(1)  # one message: take never splits one
+        if batch is not None:
+            self.accept(batch)
+        return batch
+
     def drain(self) -> Batch:
         """Everything still waiting, for the shutdown count."""
-        return self.take(len(self._lines))
+        return self.take(len(self._lines)) or Batch()
 
     def _release(self, count: int) -> None:
         self._in_flight -= count

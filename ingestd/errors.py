@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ingestd.records import WriteProgress
 
 
 class DropReason(StrEnum):
@@ -56,11 +60,14 @@ class RetryableSinkError(SinkError):
     """The write may succeed later (network, timeout, 5xx, 429, auth not ready)."""
 
     def __init__(
-        self, detail: str, retry_after_s: float | None = None, progress: object = None
+        self,
+        detail: str,
+        retry_after_s: float | None = None,
+        progress: WriteProgress | None = None,
     ) -> None:
         super().__init__(detail)
         self.retry_after_s = retry_after_s
-        # where a write of many requests stopped (the sink's WriteProgress), to resume from
+        # where a write of many requests stopped, to resume from
         self.progress = progress
 
 

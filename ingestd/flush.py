@@ -16,11 +16,11 @@ import time
 from collections.abc import Callable
 
 from ingestd.backoff import backoff_delay
-from ingestd.buffer import Batch, MemoryBuffer
+from ingestd.buffer import Batch, MemoryBuffer, store_or_drop
 from ingestd.config import Settings
 from ingestd.errors import DropReason, RetryableSinkError
-from ingestd.records import RawMessage
-from ingestd.sink import InfluxSink, Rejection, WriteProgress
+from ingestd.records import RawMessage, Rejection, WriteProgress
+from ingestd.sink import InfluxSink
 from ingestd.spool import DiskSpool
 from ingestd.telemetry import Telemetry
 
@@ -94,33 +94,54 @@ class Flusher:
         spool = self.spool
         if spool is None:
             return False
-        policy = self.settings.spool.on_full
-        record = spool.record_for(batch)
-        size = len(record)
-        while not spool.has_room(size) and policy == "drop_oldest":
-            oldest = spool.drop_oldest()
-            if oldest is None:
-                break
-            self._drop(
-                oldest, DropReason.SPOOL_FULL, "spool.max_bytes reached: dropped the oldest batch"
+        settled, dropped, error = store_or_drop(spool, batch, self.settings.spool.on_full)
+        if error is not None:  # the disk is full before the cap is
+            self.telemetry.spool_write_failed(error)
+        for lost in dropped:
+            detail = (
+                "spool full: dropped the newest batch"
+                if lost is batch
+                else "spool.max_bytes reached: dropped the oldest batch"
             )
-        if spool.has_room(size):
-            try:
-                spool.append(record)
-            except OSError as exc:  # the disk is full before the cap is
-                self.telemetry.spool_write_failed(str(exc))
-            else:
-                self.telemetry.points_spooled += len(batch)
-                self.buffer.accept(batch)
-                self.ack(batch.messages())
-                self._spooled.set()
-                return True
-        if policy == "block":
+            self._drop(lost, DropReason.SPOOL_FULL, detail)
+        if not settled:
             return False
-        self._drop(batch, DropReason.SPOOL_FULL, "spool full: dropped the newest batch")
+        if not (dropped and dropped[-1] is batch):
+            self.telemetry.points_spooled += len(batch)
+            self._spooled.set()
         self.buffer.accept(batch)
         self.ack(batch.messages())
         return True
+
+    # -- the one write-and-retry ------------------------------------------------------------
+
+    async def write_with_retry(
+        self, batch: Batch, label: str, settled_elsewhere: Callable[[], bool]
+    ) -> list[Rejection] | None:
+        """Write `batch` until the database takes it; returns the lines it refused. A retryable
+        failure marks the outage, then asks `settled_elsewhere` (the flusher spools the batch;
+        the replay finds it dropped from the spool) and returns None if so; otherwise waits the
+        backoff and resumes where the write stopped (a bisection is not started again)."""
+        b = self.settings.batch
+        progress: WriteProgress | None = None
+        attempt = 0
+        while True:
+            try:
+                rejected = await self.sink.write(batch.lines, progress)
+            except RetryableSinkError as exc:
+                self.outage = True
+                if settled_elsewhere():
+                    return None
+                progress = exc.progress
+                delay = backoff_delay(attempt, b.retry_initial_s, b.retry_max_s, exc.retry_after_s)
+                attempt += 1
+                self.telemetry.batch_retried(len(batch), f"{label}{exc}", delay)
+                await asyncio.sleep(delay)
+                if settled_elsewhere():  # e.g. drop_oldest took it from the spool meanwhile
+                    return None
+                continue
+            self.outage = False
+            return rejected
 
     # -- memory -> database ------------------------------------------------------------------
 
@@ -131,31 +152,12 @@ class Flusher:
             if self.outage and self.spool_batch(batch):
                 continue
             started = time.perf_counter()
-            progress: WriteProgress | None = None
-            attempt = 0
             try:
-                while True:
-                    try:
-                        rejected = await self.sink.write(batch.lines, progress)
-                        break
-                    except RetryableSinkError as exc:
-                        self.outage = True
-                        if self.spool_batch(batch):
-                            rejected = None
-                            break
-                        if isinstance(exc.progress, WriteProgress):
-                            progress = exc.progress
-                        delay = backoff_delay(
-                            attempt, b.retry_initial_s, b.retry_max_s, exc.retry_after_s
-                        )
-                        attempt += 1
-                        self.telemetry.batch_retried(len(batch), str(exc), delay)
-                        await asyncio.sleep(delay)
+                rejected = await self.write_with_retry(batch, "", lambda: self.spool_batch(batch))
             except BaseException:
                 self.buffer.keep(batch)
                 raise
             if rejected is not None:
-                self.outage = False
                 self._written(batch, rejected, time.perf_counter() - started)
 
     # -- spool -> database -------------------------------------------------------------------
@@ -164,35 +166,29 @@ class Flusher:
         spool = self.spool
         if spool is None:
             return
-        b, max_age_ns = self.settings.batch, int(self.settings.spool.max_age_s * 1e9)
-        attempt = 0
-        progress: WriteProgress | None = None  # of the batch kept last time: take returns it again
+        max_age_ns = int(self.settings.spool.max_age_s * 1e9)
         while True:
-            taken = spool.take()
-            if taken is None:
+            batch = spool.take(self.settings.batch.max_lines)
+            if batch is None:
                 self._spooled.clear()
                 await self._spooled.wait()
                 continue
-            batch, written_ns = taken
-            if time.time_ns() - written_ns > max_age_ns:
-                spool.accept()
+            if time.time_ns() - batch.stored_ns > max_age_ns:
+                spool.accept(batch)
                 self._drop(batch, DropReason.SPOOL_EXPIRED, "older than spool.max_age_s")
                 continue
             started = time.perf_counter()
             try:
-                rejected = await self.sink.write(batch.lines, progress)
-            except RetryableSinkError as exc:
-                spool.keep()
-                if isinstance(exc.progress, WriteProgress):
-                    progress = exc.progress
-                self.outage = True
-                delay = backoff_delay(attempt, b.retry_initial_s, b.retry_max_s, exc.retry_after_s)
-                attempt += 1
-                self.telemetry.batch_retried(len(batch), f"spool replay: {exc}", delay)
-                await asyncio.sleep(delay)
+                rejected = await self.write_with_retry(
+                    batch,
+                    "spool replay: ",
+                    lambda: not spool.holds(batch),  # noqa: B023
+                )
+            except BaseException:
+                spool.keep(batch)
+                raise
+            if rejected is None:  # drop_oldest took it while it waited: counted there
                 continue
-            attempt, progress = 0, None
-            self.outage = False
             self._dead_letter_refused(batch, rejected)
-            spool.accept()
+            spool.accept(batch)
             self.telemetry.batch_written(len(batch), len(rejected), time.perf_counter() - started)

@@ -48,3 +48,20 @@ class DeadLetter:
     received_ns: int
     dead_lettered_ns: int
     line: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A line of a batch the database refused: its index in the batch, and why."""
+
+    index: int
+    detail: str
+
+
+@dataclass(slots=True)
+class WriteProgress:
+    """How far a write of many requests got: parts of the batch still to send, as
+    (offset, length), last first; and the refusals so far."""
+
+    pending: list[tuple[int, int]]
+    rejected: list[Rejection]

@@ -72,8 +72,7 @@ async def replay(
         written: set[int] = set()
         refused: set[int] = set()
         try:
-            while buffer.waiting:
-                batch = buffer.take(settings.batch.max_lines)
+            while (batch := buffer.take(settings.batch.max_lines)) is not None:
                 try:
                     rejected = await sink.write(batch.lines)
                 except RetryableSinkError as exc:

@@ -18,10 +18,11 @@ import os
 import time
 
 from ingestd.config import Settings
-from ingestd.encode import escape_measurement, escape_tag_value
+from ingestd.encode import to_line
 from ingestd.errors import DropReason, SinkError
+from ingestd.records import FieldValue, Point
 from ingestd.sink import InfluxSink
-from ingestd.telemetry import BATCH_OUTCOMES, Telemetry
+from ingestd.telemetry import BATCH_OUTCOMES, STATS, Telemetry
 
 _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -38,41 +39,18 @@ def rss_bytes() -> int:
 def report_lines(
     telemetry: Telemetry, measurement: str, instance: str, uptime_s: float, now_ns: int
 ) -> list[str]:
-    """One point of running totals and gauges, and one point per drop reason."""
+    """One point of running totals and gauges (telemetry.STATS, the batches by outcome, uptime
+    and memory), and one point per drop reason."""
     t = telemetry
-    spool_bytes, replayed, corrupt = t.spool_gauge()
-    fill, capacity = t.buffer_gauge()
-    fields: list[tuple[str, int | float]] = [
-        ("messages_received", t.messages_received),
-        ("messages_ignored", t.messages_ignored),
-        ("retained_skipped", t.retained_skipped),
-        ("points_written", t.points_written),
-        ("messages_dropped", t.dropped_total),
-        ("points_spooled", t.points_spooled),
-        ("spool_bytes", spool_bytes),
-        ("spool_batches_replayed", replayed),
-        ("spool_corrupt_records", corrupt),
-        ("buffer_lines", fill),
-        ("buffer_capacity_lines", capacity),
-        ("mqtt_connected", int(t.mqtt_connected)),
-        ("mqtt_reading_paused", int(t.mqtt_reading_paused)),
-        ("write_seconds_sum", float(t.write_seconds_sum)),
-        ("writes_timed", t.writes_timed),
-        ("deadletter_write_errors", t.deadletter_write_errors),
-        ("uptime_s", float(round(uptime_s, 3))),
-        ("rss_bytes", rss_bytes()),
-    ]
+    fields: list[tuple[str, FieldValue]] = [(stat.name, stat.read(t)) for stat in STATS]
     fields += [(f"batches_{outcome}", t.batches.get(outcome, 0)) for outcome in BATCH_OUTCOMES]
-    # integers as InfluxDB integers, so derivative() and sums stay exact
-    encoded = ",".join(
-        f"{key}={value}i" if isinstance(value, int) else f"{key}={value!r}" for key, value in fields
-    )
-    name = escape_measurement(measurement)
-    tag = f"instance={escape_tag_value(instance)}"
-    lines = [f"{name},{tag} {encoded} {now_ns}"]
+    fields += [("uptime_s", float(round(uptime_s, 3))), ("rss_bytes", rss_bytes())]
+    tags = (("instance", instance),)
+    lines = [to_line(Point(measurement, tags, tuple(fields), now_ns))]
     for reason in DropReason:
         count = t.dropped.get(reason.value, 0)
-        lines.append(f"{name}_drops,{tag},reason={reason.value} count={count}i {now_ns}")
+        drop_tags = (*tags, ("reason", reason.value))
+        lines.append(to_line(Point(f"{measurement}_drops", drop_tags, (("count", count),), now_ns)))
     return lines
 
 
@@ -81,8 +59,6 @@ class SelfMetrics:
         self.settings = settings
         self.telemetry = telemetry
         self.sink = InfluxSink(settings.influx)
-        self.reports_written = 0
-        self.reports_skipped = 0
 
     async def report(self, uptime_s: float) -> bool:
         s = self.settings
@@ -92,10 +68,8 @@ class SelfMetrics:
         try:
             await self.sink.post(lines)
         except SinkError as exc:
-            self.reports_skipped += 1
             self.telemetry.log.debug("self_metrics_skipped", error=str(exc)[:300])
             return False
-        self.reports_written += 1
         return True
 
     async def run(self) -> None:

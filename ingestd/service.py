@@ -124,8 +124,11 @@ class Service:
         oldest waiting batch: a database slower than ingest overflows to disk, not to the broker."""
         if not self.buffer.full:
             return False
-        if self.spool is not None and self.buffer.waiting and not self.buffer.closed:
-            batch = self.buffer.take(self.settings.batch.max_lines)
+        if (
+            self.spool is not None
+            and not self.buffer.closed
+            and (batch := self.buffer.take(self.settings.batch.max_lines)) is not None
+        ):
             if self.flusher.spool_batch(batch):
                 return self.buffer.full
             self.buffer.keep(batch)

@@ -13,29 +13,15 @@ from __future__ import annotations
 import base64
 import gzip
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import aiohttp
 
 from ingestd.config import InfluxSettings
 from ingestd.errors import BatchTooLarge, RejectedBySink, RetryableSinkError
+from ingestd.records import Rejection, WriteProgress
 
 # Above this many lines a 400 is bisected; a single line that still fails is the bad one.
 _RETRYABLE_4XX = {401, 403, 404, 408, 409, 425, 429}
-
-
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    index: int
-    detail: str
-
-
-@dataclass(slots=True)
-class WriteProgress:
-    """Parts of a batch still to send, as (offset, length), last first; refusals so far."""
-
-    pending: list[tuple[int, int]]
-    rejected: list[Rejection]
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:

@@ -2,8 +2,8 @@
 
 Append-only segment files of records `MAGIC | length | crc32 | body`; the body is one batch:
 its lines and the messages they came from (for dead-lettering a refused line after replay).
-A cursor file says how far replay has got. Speaks the buffer's transactions: `take` the oldest
-batch, then `accept` it (the cursor moves past it) or `keep` it (nothing moves).
+A cursor file says how far replay has got. Speaks the buffer's transactions (`buffer.Buffer`):
+`take` the oldest batch, then `accept` it (the cursor moves past it) or `keep` it (nothing moves).
 
 Power loss mid-write leaves a torn record at the tail; bit rot leaves a bad checksum. Either is
 detected, counted and skipped (the reader resynchronises on the next MAGIC), never a crash.
@@ -32,40 +32,30 @@ _MAX_BODY = 256 * 1024 * 1024
 
 
 def encode_batch(batch: Batch, written_ns: int) -> bytes:
-    messages: list[list[object]] = []
-    counts: list[int] = []
-    for origin in batch.origins:
-        if counts and messages[-1][0] is origin:
-            counts[-1] += 1
-        else:
-            messages.append([origin])
-            counts.append(1)
     body = {
         "written_ns": written_ns,
         "lines": batch.lines,
         "messages": [
-            [m[0].topic, base64.b64encode(m[0].payload).decode(), m[0].received_ns, n]  # type: ignore[attr-defined]
-            for m, n in zip(messages, counts, strict=True)
+            [m.topic, base64.b64encode(m.payload).decode(), m.received_ns, len(lines)]
+            for m, lines in batch.groups()
         ],
     }
     return orjson.dumps(body)
 
 
-def decode_batch(body: bytes) -> tuple[Batch, int]:
+def decode_batch(body: bytes) -> Batch:
     data = orjson.loads(body)
     origins: list[RawMessage] = []
     for topic, payload, received_ns, count in data["messages"]:
         origin = RawMessage(topic, base64.b64decode(payload), received_ns)
         origins.extend([origin] * count)
-    return Batch(list(data["lines"]), origins), int(data["written_ns"])
+    return Batch(list(data["lines"]), origins, int(data["written_ns"]))
 
 
 @dataclass
 class SpoolStats:
-    records_written: int = 0
     records_replayed: int = 0
     corrupt_records: int = 0
-    corrupt_bytes: int = 0
 
 
 class DiskSpool:
@@ -78,7 +68,8 @@ class DiskSpool:
         directory.mkdir(parents=True, exist_ok=True)
         self._cursor_path = directory / "cursor"
         self._read_segment, self._read_offset = self._load_cursor()
-        self._taken: tuple[int, int] | None = None  # where the taken record ends
+        # the open transaction: the batch, and the segment and offset where its record ends
+        self._taken: tuple[Batch, int, int] | None = None
         segments = self._segments()
         self._write_segment = segments[-1] if segments else max(self._read_segment, 1)
         self._repair_tail()
@@ -113,7 +104,6 @@ class DiskSpool:
         good_end, _ = self._scan(data, 0, count=False)
         if good_end < len(data):
             self.stats.corrupt_records += 1
-            self.stats.corrupt_bytes += len(data) - good_end
             with path.open("r+b") as f:
                 f.truncate(good_end)
 
@@ -139,7 +129,6 @@ class DiskSpool:
                 break
             if count:
                 self.stats.corrupt_records += 1
-                self.stats.corrupt_bytes += following - offset
             offset = following
         return end, records
 
@@ -156,15 +145,13 @@ class DiskSpool:
     def has_room(self, extra: int) -> bool:
         return self.size_bytes + extra <= self.max_bytes
 
-    @staticmethod
-    def record_for(batch: Batch) -> bytes:
-        """The bytes `append` stores for a batch: ask `has_room(len(record))` with them."""
+    def store(self, batch: Batch) -> bool:
+        """Store a batch durably (see `fsync`), if it fits under `max_bytes`. An OSError (the disk
+        is full before the cap is) leaves nothing readable behind: a torn tail is cut at start."""
         body = encode_batch(batch, time.time_ns())
-        return _HEADER.pack(MAGIC, len(body), zlib.crc32(body)) + body
-
-    def append(self, batch: Batch | bytes) -> int:
-        """Store a batch (or its `record_for`) durably (see `fsync`); returns the bytes written."""
-        record = batch if isinstance(batch, bytes) else self.record_for(batch)
+        record = _HEADER.pack(MAGIC, len(body), zlib.crc32(body)) + body
+        if not self.has_room(len(record)):
+            return False
         path = self._segment_path(self._write_segment)
         if path.exists() and path.stat().st_size + len(record) > self.segment_bytes:
             self._write_segment += 1
@@ -174,13 +161,14 @@ class DiskSpool:
             f.flush()
             if self.fsync:
                 os.fsync(f.fileno())
-        self.stats.records_written += 1
-        return len(record)
+        return True
 
     # -- replay: the buffer's transactions ---------------------------------------------------
 
-    def take(self) -> tuple[Batch, int] | None:
-        """The oldest stored batch and when it was stored (ns), or None when empty."""
+    def take(self, max_lines: int = 0) -> Batch | None:
+        """The oldest stored batch, whole (it was at most a memory batch when stored, so
+        `max_lines` does not split it), with `stored_ns`; None when empty. Taking again before
+        settling returns the same batch: one transaction at a time."""
         while True:
             path = self._segment_path(self._read_segment)
             data = b""
@@ -196,14 +184,14 @@ class DiskSpool:
                     end -= start
                     self._save_cursor()
                 try:
-                    batch, written_ns = decode_batch(body)
+                    batch = decode_batch(body)
                 except (orjson.JSONDecodeError, KeyError, ValueError, TypeError):
                     self.stats.corrupt_records += 1  # a valid checksum over a body we cannot read
                     self._read_offset += end
                     self._save_cursor()
                     continue
-                self._taken = (self._read_segment, self._read_offset + end)
-                return batch, written_ns
+                self._taken = (batch, self._read_segment, self._read_offset + end)
+                return batch
             if data:  # nothing valid in the rest of this segment: it was all corrupt
                 self._read_offset += len(data)
                 self._save_cursor()
@@ -215,23 +203,30 @@ class DiskSpool:
             self._read_offset = 0
             self._save_cursor()
 
-    def accept(self) -> None:
-        """The taken batch is settled: replay moves past it for good."""
-        if self._taken is not None:
-            self._read_segment, self._read_offset = self._taken
+    def holds(self, batch: Batch) -> bool:
+        """`batch` is the open transaction: not settled, and not dropped by `drop_oldest`."""
+        return self._taken is not None and self._taken[0] is batch
+
+    def accept(self, batch: Batch) -> None:
+        """The taken batch is settled: replay moves past it for good. A batch that is no longer
+        held (`drop_oldest` took it) has nothing left to settle."""
+        if self._taken is not None and self._taken[0] is batch:
+            _, self._read_segment, self._read_offset = self._taken
             self._taken = None
             self._save_cursor()
             self.stats.records_replayed += 1
 
-    def keep(self) -> None:
+    def keep(self, batch: Batch) -> None:
         """The taken batch could not be written now: it stays first in line."""
-        self._taken = None
+        if self._taken is not None and self._taken[0] is batch:
+            self._taken = None
 
     def drop_oldest(self) -> Batch | None:
-        """Make room: the oldest batch, gone (the caller counts its points)."""
-        taken = self.take()
-        if taken is None:
+        """Make room: the oldest batch, gone (the caller counts its points). If it is the open
+        transaction, that transaction is void: `holds` says so, and settling it does nothing."""
+        batch = self.take()
+        if batch is None:
             return None
-        self.accept()
+        self.accept(batch)
         self.stats.records_replayed -= 1
-        return taken[0]
+        return batch

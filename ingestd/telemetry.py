@@ -201,30 +201,137 @@ class Telemetry:
         return sum(self.dropped.values())
 
 
+class Stat(NamedTuple):
+    """One number ingestd reports about itself, both as Prometheus `ingestd_<name>` (unless
+    `prometheus` is False: the histogram already carries it) and as a self-metrics field `<name>`.
+    `read` returns an int or a float, never both for one stat: a field's type is fixed in InfluxDB."""
+
+    name: str
+    help: str
+    kind: str  # "counter" or "gauge"
+    read: Callable[[Telemetry], int | float]
+    prometheus: bool = True
+
+
+# The one list. Self-metrics field names are what the Grafana health dashboard reads: renaming
+# one breaks a panel (tests/stack/test_grafana.py holds the dashboard to this list).
+STATS: tuple[Stat, ...] = (
+    Stat("messages_received", "MQTT messages received", "counter", lambda t: t.messages_received),
+    Stat(
+        "messages_ignored",
+        "Messages on routes with format = 'ignore'",
+        "counter",
+        lambda t: t.messages_ignored,
+    ),
+    Stat(
+        "retained_skipped",
+        "Retained messages replayed by the broker and skipped (mqtt.retained = 'skip')",
+        "counter",
+        lambda t: t.retained_skipped,
+    ),
+    Stat(
+        "points_written",
+        "Points confirmed written by the database",
+        "counter",
+        lambda t: t.points_written,
+    ),
+    Stat(
+        "messages_dropped",
+        "Messages (or lines) dead-lettered, all reasons",
+        "counter",
+        lambda t: t.dropped_total,
+        prometheus=False,  # ingestd_messages_dropped{reason} carries it, by reason
+    ),
+    Stat(
+        "deadletter_write_errors",
+        "Dead letters that could not be stored",
+        "counter",
+        lambda t: t.deadletter_write_errors,
+    ),
+    Stat("spool_bytes", "Bytes waiting in the disk spool", "gauge", lambda t: t.spool_gauge()[0]),
+    Stat("points_spooled", "Lines stored in the disk spool", "counter", lambda t: t.points_spooled),
+    Stat(
+        "spool_batches_replayed",
+        "Spooled batches written back",
+        "counter",
+        lambda t: t.spool_gauge()[1],
+    ),
+    Stat(
+        "spool_corrupt_records",
+        "Torn or corrupt spool records skipped (checksum)",
+        "counter",
+        lambda t: t.spool_gauge()[2],
+    ),
+    Stat(
+        "spool_write_errors",
+        "Spool appends that failed (disk full)",
+        "counter",
+        lambda t: t.spool_write_errors,
+    ),
+    Stat("buffer_lines", "Lines held in the buffer", "gauge", lambda t: t.buffer_gauge()[0]),
+    Stat(
+        "buffer_capacity_lines",
+        "Buffer capacity in lines",
+        "gauge",
+        lambda t: t.buffer_gauge()[1],
+    ),
+    Stat(
+        "mqtt_connected",
+        "1 while connected to the broker",
+        "gauge",
+        lambda t: int(t.mqtt_connected),
+    ),
+    Stat(
+        "mqtt_subscriptions_refused",
+        "Subscriptions of mqtt.topics the broker refused on this connection",
+        "gauge",
+        lambda t: t.subscriptions_refused,
+    ),
+    Stat(
+        "mqtt_oldest_unacked_seconds",
+        "How long the oldest message has waited for its ack while the database takes writes",
+        "gauge",
+        lambda t: float(t.oldest_unacked_s),
+    ),
+    Stat(
+        "mqtt_ack_stalls",
+        "Times messages waited for their ack longer than mqtt.ack_overdue_s (the watchdog)",
+        "counter",
+        lambda t: t.ack_stalls,
+    ),
+    Stat(
+        "mqtt_reading_paused",
+        "1 while reading is paused by a full buffer",
+        "gauge",
+        lambda t: int(t.mqtt_reading_paused),
+    ),
+    Stat(
+        "write_seconds_sum",
+        "Seconds spent writing batches",
+        "counter",
+        lambda t: float(t.write_seconds_sum),
+        prometheus=False,  # ingestd_write_duration_seconds_sum
+    ),
+    Stat(
+        "writes_timed",
+        "Batch writes timed",
+        "counter",
+        lambda t: t.writes_timed,
+        prometheus=False,  # ingestd_write_duration_seconds_count
+    ),
+)
+
+
 class _Counters(Collector):
     def __init__(self, telemetry: Telemetry) -> None:
         self.t = telemetry
 
     def collect(self) -> Iterator[Metric]:
         t = self.t
-        yield CounterMetricFamily(
-            "ingestd_messages_received", "MQTT messages received", value=t.messages_received
-        )
-        yield CounterMetricFamily(
-            "ingestd_messages_ignored",
-            "Messages on routes with format = 'ignore'",
-            value=t.messages_ignored,
-        )
-        yield CounterMetricFamily(
-            "ingestd_retained_skipped",
-            "Retained messages replayed by the broker and skipped (mqtt.retained = 'skip')",
-            value=t.retained_skipped,
-        )
-        yield CounterMetricFamily(
-            "ingestd_points_written",
-            "Points confirmed written by the database",
-            value=t.points_written,
-        )
+        for stat in STATS:
+            if stat.prometheus:
+                family = CounterMetricFamily if stat.kind == "counter" else GaugeMetricFamily
+                yield family(f"ingestd_{stat.name}", stat.help, value=stat.read(t))
         dropped = CounterMetricFamily(
             "ingestd_messages_dropped",
             "Messages (or lines) dead-lettered, by reason",
@@ -239,56 +346,3 @@ class _Counters(Collector):
         for outcome in BATCH_OUTCOMES:
             batches.add_metric([outcome], t.batches.get(outcome, 0))
         yield batches
-        yield CounterMetricFamily(
-            "ingestd_deadletter_write_errors",
-            "Dead letters that could not be stored",
-            value=t.deadletter_write_errors,
-        )
-        spool_bytes, replayed, corrupt = t.spool_gauge()
-        yield GaugeMetricFamily(
-            "ingestd_spool_bytes", "Bytes waiting in the disk spool", value=spool_bytes
-        )
-        yield CounterMetricFamily(
-            "ingestd_points_spooled", "Lines stored in the disk spool", value=t.points_spooled
-        )
-        yield CounterMetricFamily(
-            "ingestd_spool_batches_replayed", "Spooled batches written back", value=replayed
-        )
-        yield CounterMetricFamily(
-            "ingestd_spool_corrupt_records",
-            "Torn or corrupt spool records skipped (checksum)",
-            value=corrupt,
-        )
-        yield CounterMetricFamily(
-            "ingestd_spool_write_errors",
-            "Spool appends that failed (disk full)",
-            value=t.spool_write_errors,
-        )
-        fill, capacity = t.buffer_gauge()
-        yield GaugeMetricFamily("ingestd_buffer_lines", "Lines held in the buffer", value=fill)
-        yield GaugeMetricFamily(
-            "ingestd_buffer_capacity_lines", "Buffer capacity in lines", value=capacity
-        )
-        yield GaugeMetricFamily(
-            "ingestd_mqtt_connected", "1 while connected to the broker", value=int(t.mqtt_connected)
-        )
-        yield GaugeMetricFamily(
-            "ingestd_mqtt_subscriptions_refused",
-            "Subscriptions of mqtt.topics the broker refused on this connection",
-            value=t.subscriptions_refused,
-        )
-        yield GaugeMetricFamily(
-            "ingestd_mqtt_oldest_unacked_seconds",
-            "How long the oldest message has waited for its ack while the database takes writes",
-            value=t.oldest_unacked_s,
-        )
-        yield CounterMetricFamily(
-            "ingestd_mqtt_ack_stalls",
-            "Times messages waited for their ack longer than mqtt.ack_overdue_s (the watchdog)",
-            value=t.ack_stalls,
-        )
-        yield GaugeMetricFamily(
-            "ingestd_mqtt_reading_paused",
-            "1 while reading is paused by a full buffer",
-            value=int(t.mqtt_reading_paused),
-        )

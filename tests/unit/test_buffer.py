@@ -1,13 +1,178 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
-from ingestd.buffer import BufferClosed, MemoryBuffer
+from ingestd.buffer import Batch, Buffer, BufferClosed, MemoryBuffer, store_or_drop
 from ingestd.records import RawMessage
+from ingestd.spool import DiskSpool
 
 MSG = RawMessage("t", b"p", 1)
+
+# -- one suite for every Buffer: the memory buffer and the disk spool ---------------------------
+# (in the manner of Telegraf's BufferSuiteTest: ordering, keep and retry, settling refused lines,
+# the full policies, restart)
+
+LINES_PER_BATCH = 3
+
+
+def batch_of(tag: str, messages: int = 1) -> Batch:
+    """LINES_PER_BATCH lines from `messages` messages (whose lines are contiguous)."""
+    batch = Batch()
+    for i in range(LINES_PER_BATCH):
+        n = i * messages // LINES_PER_BATCH
+        if not batch.origins or batch.origins[-1].topic != f"sensors/{tag}/{n}":
+            origin = RawMessage(f"sensors/{tag}/{n}", f"payload-{tag}-{n}".encode(), 42 + n)
+        batch.lines.append(f"m,d={tag} v={i} {i}")
+        batch.origins.append(origin)
+    return batch
+
+
+@dataclass
+class Kind:
+    """How to make one kind of buffer with room for `batches` batches, and how to reopen it
+    as a restart would; `durable` says whether what it held survives that."""
+
+    make: Callable[[Path, int], Buffer]
+    reopen: Callable[[Path, int], Buffer]
+    durable: bool
+
+
+def _spool(path: Path, batches: int) -> DiskSpool:
+    probe = DiskSpool(path / "probe", 1 << 20, 1 << 20, fsync=False)
+    probe.store(batch_of("x"))  # the record size of one batch, as `store` counts it
+    room = probe.size_bytes * batches
+    return DiskSpool(path / "spool", room, 1 << 20, fsync=False)
+
+
+KINDS = {
+    "memory": Kind(
+        lambda _p, n: MemoryBuffer(LINES_PER_BATCH * n),
+        lambda _p, n: MemoryBuffer(LINES_PER_BATCH * n),  # a restart loses memory
+        durable=False,
+    ),
+    "spool": Kind(_spool, _spool, durable=True),
+}
+
+
+@pytest.fixture(params=list(KINDS), ids=list(KINDS))
+def kind(request: pytest.FixtureRequest) -> Kind:
+    return KINDS[request.param]
+
+
+def drain(buffer: Buffer) -> list[str]:
+    """Take and accept until empty: the tag of each batch, in order (bounded)."""
+    tags = []
+    for _ in range(100):
+        batch = buffer.take(LINES_PER_BATCH)
+        if batch is None:
+            return tags
+        tags.append(batch.lines[0].split()[0].removeprefix("m,d="))
+        buffer.accept(batch)
+    raise AssertionError("the buffer never ran empty")
+
+
+def test_batches_come_out_oldest_first_with_their_messages(kind: Kind, tmp_path: Path) -> None:
+    buffer = kind.make(tmp_path, 10)
+    for tag in ("a", "b", "c"):
+        assert buffer.store(batch_of(tag, messages=2))
+    first = buffer.take(LINES_PER_BATCH)
+    assert first is not None
+    assert first.lines == batch_of("a", messages=2).lines
+    assert [m.payload for m in first.messages()] == [b"payload-a-0", b"payload-a-1"]
+    buffer.accept(first)
+    assert drain(buffer) == ["b", "c"]
+    assert buffer.take(LINES_PER_BATCH) is None
+
+
+def test_keep_puts_the_batch_back_first_in_line_until_it_is_accepted(
+    kind: Kind, tmp_path: Path
+) -> None:
+    buffer = kind.make(tmp_path, 10)
+    for tag in ("a", "b"):
+        buffer.store(batch_of(tag))
+    for _ in range(3):  # a write that keeps failing: the same batch, every time
+        taken = buffer.take(LINES_PER_BATCH)
+        assert taken is not None and taken.lines == batch_of("a").lines
+        assert taken.origins[0].payload == b"payload-a-0"
+        buffer.keep(taken)
+    assert drain(buffer) == ["a", "b"]
+
+
+def test_a_batch_settled_with_refused_lines_is_gone_and_each_line_names_its_message(
+    kind: Kind, tmp_path: Path
+) -> None:
+    """The flusher dead-letters a refused line by its index: line i must come from origins[i]."""
+    buffer = kind.make(tmp_path, 10)
+    buffer.store(batch_of("a", messages=3))
+    taken = buffer.take(LINES_PER_BATCH)
+    assert taken is not None
+    assert [o.topic for o in taken.origins] == [f"sensors/a/{i}" for i in range(3)]
+    buffer.accept(taken)  # two lines written, one dead-lettered: settled all the same
+    assert buffer.take(LINES_PER_BATCH) is None
+
+
+def test_a_full_buffer_refuses_a_whole_batch_and_holds_none_of_it(
+    kind: Kind, tmp_path: Path
+) -> None:
+    buffer = kind.make(tmp_path, 2)
+    assert buffer.store(batch_of("a")) and buffer.store(batch_of("b"))
+    assert not buffer.store(batch_of("c"))
+    assert drain(buffer) == ["a", "b"]
+    assert buffer.store(batch_of("c"))  # settling made room
+
+
+FULL_POLICIES = {  # policy: (settled, dropped, left)
+    "block": (False, [], ["a", "b"]),
+    "drop_oldest": (True, ["a"], ["b", "c"]),
+    "drop_newest": (True, ["c"], ["a", "b"]),
+}
+
+
+@pytest.mark.parametrize("on_full", list(FULL_POLICIES))
+def test_the_full_policies(kind: Kind, tmp_path: Path, on_full: str) -> None:
+    settled, dropped, left = FULL_POLICIES[on_full]
+    buffer = kind.make(tmp_path, 2)
+    buffer.store(batch_of("a"))
+    buffer.store(batch_of("b"))
+    outcome = store_or_drop(buffer, batch_of("c"), on_full)  # type: ignore[arg-type]
+    assert outcome.settled is settled
+    assert [b.lines[0].split()[0].removeprefix("m,d=") for b in outcome.dropped] == dropped
+    assert outcome.error is None
+    assert drain(buffer) == left
+
+
+def test_what_is_held_after_a_restart(kind: Kind, tmp_path: Path) -> None:
+    buffer = kind.make(tmp_path, 10)
+    for tag in ("a", "b", "c"):
+        buffer.store(batch_of(tag))
+    first = buffer.take(LINES_PER_BATCH)
+    assert first is not None
+    buffer.accept(first)
+    second = buffer.take(LINES_PER_BATCH)
+    assert second is not None  # open, never settled: the process dies here
+    reopened = kind.reopen(tmp_path, 10)
+    assert drain(reopened) == (["b", "c"] if kind.durable else [])
+
+
+def test_a_store_that_fails_outright_is_not_retried_by_making_room() -> None:
+    class DiskFull(MemoryBuffer):
+        def store(self, batch: Batch) -> bool:
+            raise OSError(28, "No space left on device")
+
+    buffer = DiskFull(30)
+    buffer.put(["m v=1 1"], MSG)
+    outcome = store_or_drop(buffer, batch_of("new"), "drop_oldest")
+    assert outcome.error is not None and "No space" in outcome.error
+    assert outcome.settled and [b.lines for b in outcome.dropped] == [batch_of("new").lines]
+    assert buffer.waiting == 1  # nothing old was dropped for room that would not help
+
+
+# -- the memory buffer alone: the hot path's intake, batching and backpressure ----------------
 
 
 def filled(count: int, max_lines: int = 100) -> MemoryBuffer:

@@ -20,79 +20,8 @@ def spool_at(path: Path, **kwargs: object) -> DiskSpool:
     return DiskSpool(path, **options)  # type: ignore[arg-type]
 
 
-# -- one suite for both: take the oldest, keep puts it back, accept settles it -----------------
-
-
-class MemoryAdapter:
-    def __init__(self, _path: Path) -> None:
-        self.buffer = MemoryBuffer(10_000)
-        self.taken: Batch | None = None
-
-    def add(self, batch: Batch) -> None:
-        for message in batch.messages():
-            self.buffer.put(
-                [line for line, o in zip(batch.lines, batch.origins, strict=True) if o is message],
-                message,
-            )
-
-    def take(self) -> Batch | None:
-        if not self.buffer.waiting:
-            return None
-        self.taken = self.buffer.take(3)
-        return self.taken
-
-    def accept(self) -> None:
-        assert self.taken is not None
-        self.buffer.accept(self.taken)
-
-    def keep(self) -> None:
-        assert self.taken is not None
-        self.buffer.keep(self.taken)
-
-
-class SpoolAdapter:
-    def __init__(self, path: Path) -> None:
-        self.spool = spool_at(path)
-
-    def add(self, batch: Batch) -> None:
-        self.spool.append(batch)
-
-    def take(self) -> Batch | None:
-        taken = self.spool.take()
-        return None if taken is None else taken[0]
-
-    def accept(self) -> None:
-        self.spool.accept()
-
-    def keep(self) -> None:
-        self.spool.keep()
-
-
-@pytest.fixture(params=[MemoryAdapter, SpoolAdapter], ids=["memory", "spool"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> MemoryAdapter | SpoolAdapter:
-    return request.param(tmp_path)  # type: ignore[no-any-return]
-
-
-def test_batches_come_out_oldest_first_and_keep_puts_one_back(
-    store: MemoryAdapter | SpoolAdapter,
-) -> None:
-    for tag in ("a", "b", "c"):
-        store.add(batch_of(tag))
-    first = store.take()
-    assert first is not None and first.lines[0].startswith("m,d=a")
-    store.keep()
-    again = store.take()
-    assert again is not None and again.lines == first.lines
-    assert [m.topic for m in again.messages()] == ["sensors/a/t"]
-    store.accept()
-    rest = []
-    while (taken := store.take()) is not None:
-        rest.append(taken.lines[0].split()[0])
-        store.accept()
-    assert rest == ["m,d=b", "m,d=c"]
-
-
-# -- the spool alone: restarts, torn and corrupt records ----------------------------------------
+# The behaviour both buffers share is tested once, against both, in test_buffer.py.
+# -- the spool alone: the cursor, torn and corrupt records, the open transaction ------------------
 
 
 def test_spooled_batches_survive_a_restart_and_replay_resumes_after_the_cursor(
@@ -100,40 +29,41 @@ def test_spooled_batches_survive_a_restart_and_replay_resumes_after_the_cursor(
 ) -> None:
     spool = spool_at(tmp_path)
     for tag in ("a", "b", "c", "d"):
-        spool.append(batch_of(tag))
-    assert spool.take() is not None
-    spool.accept()  # "a" is settled
+        assert spool.store(batch_of(tag))
+    taken = spool.take()
+    assert taken is not None
+    spool.accept(taken)  # "a" is settled
     reopened = spool_at(tmp_path)
     seen = []
     while (taken := reopened.take()) is not None:
-        seen.append(taken[0].lines[0].split()[0])
-        assert taken[0].origins[0].payload.startswith(b"payload-")
-        reopened.accept()
+        seen.append(taken.lines[0].split()[0])
+        assert taken.origins[0].payload.startswith(b"payload-")
+        reopened.accept(taken)
     assert seen == ["m,d=b", "m,d=c", "m,d=d"]
     assert list(tmp_path.glob("*.seg")) == [tmp_path / f"{reopened._write_segment:010d}.seg"]
 
 
 def test_a_torn_tail_is_cut_counted_and_the_rest_replayed(tmp_path: Path) -> None:
     spool = spool_at(tmp_path, segment_bytes=1 << 20)
-    spool.append(batch_of("a"))
-    spool.append(batch_of("b"))
+    spool.store(batch_of("a"))
+    spool.store(batch_of("b"))
     segment = next(tmp_path.glob("*.seg"))
     data = segment.read_bytes()
     segment.write_bytes(data[:-7])  # power lost in the middle of writing "b"
     reopened = spool_at(tmp_path, segment_bytes=1 << 20)
     assert reopened.stats.corrupt_records == 1
     taken = reopened.take()
-    assert taken is not None and taken[0].lines[0].startswith("m,d=a")
-    reopened.accept()
-    reopened.append(batch_of("c"))  # appends after the cut stay readable
+    assert taken is not None and taken.lines[0].startswith("m,d=a")
+    reopened.accept(taken)
+    reopened.store(batch_of("c"))  # appends after the cut stay readable
     taken = reopened.take()
-    assert taken is not None and taken[0].lines[0].startswith("m,d=c")
+    assert taken is not None and taken.lines[0].startswith("m,d=c")
 
 
 def test_a_corrupt_record_in_the_middle_is_skipped_and_counted(tmp_path: Path) -> None:
     spool = spool_at(tmp_path, segment_bytes=1 << 20)
     for tag in ("a", "b", "c"):
-        spool.append(batch_of(tag))
+        spool.store(batch_of(tag))
     segment = next(tmp_path.glob("*.seg"))
     data = bytearray(segment.read_bytes())
     second = data.find(b"IGSP", 4)
@@ -142,21 +72,51 @@ def test_a_corrupt_record_in_the_middle_is_skipped_and_counted(tmp_path: Path) -
     reopened = spool_at(tmp_path, segment_bytes=1 << 20)
     seen = []
     while (taken := reopened.take()) is not None:
-        seen.append(taken[0].lines[0].split()[0])
-        reopened.accept()
+        seen.append(taken.lines[0].split()[0])
+        reopened.accept(taken)
     assert seen == ["m,d=a", "m,d=c"]
     assert reopened.stats.corrupt_records == 1
 
 
-def test_size_accounting_and_drop_oldest(tmp_path: Path) -> None:
+def test_size_accounting_counts_what_replay_has_not_passed(tmp_path: Path) -> None:
     spool = spool_at(tmp_path)
-    written = spool.append(batch_of("a")) + spool.append(batch_of("b"))
-    assert spool.size_bytes == written
-    assert not spool.has_room(spool.max_bytes)
-    dropped = spool.drop_oldest()
-    assert dropped is not None and dropped.lines[0].startswith("m,d=a")
+    spool.store(batch_of("a"))
+    one = spool.size_bytes
+    spool.store(batch_of("b"))
+    assert spool.size_bytes == 2 * one
     taken = spool.take()
-    assert taken is not None and taken[0].lines[0].startswith("m,d=b")
+    assert taken is not None
+    spool.accept(taken)
+    assert spool.size_bytes == one
+
+
+def test_drop_oldest_voids_the_open_transaction_so_settling_it_drops_nothing_else(
+    tmp_path: Path,
+) -> None:
+    """The replay holds the oldest batch open while it waits out a failed write; when a full
+    spool drops that batch meanwhile, the replay must see it gone, and its accept must not
+    move the cursor past the next batch."""
+    spool = spool_at(tmp_path)
+    for tag in ("a", "b"):
+        spool.store(batch_of(tag))
+    open_batch = spool.take()
+    assert open_batch is not None and spool.holds(open_batch)
+    dropped = spool.drop_oldest()
+    assert dropped is not None and dropped.lines == open_batch.lines
+    assert not spool.holds(open_batch)
+    spool.accept(open_batch)
+    left = spool.take()
+    assert left is not None and left.lines[0].startswith("m,d=b")
+
+
+def test_a_stored_batch_remembers_when_it_was_stored(tmp_path: Path) -> None:
+    import time
+
+    before = time.time_ns()
+    spool = spool_at(tmp_path)
+    spool.store(batch_of("a"))
+    taken = spool_at(tmp_path).take()
+    assert taken is not None and before <= taken.stored_ns <= time.time_ns()
 
 
 async def test_a_database_slower_than_ingest_overflows_to_the_spool_not_to_the_broker(
@@ -214,7 +174,7 @@ def test_the_full_spool_policies(tmp_path: Path, policy: str) -> None:
         {"influx": {"api": "v1", "database": "d"}, "spool": {"on_full": policy}}
     )
     spool = spool_at(tmp_path / "spool", segment_bytes=1 << 20)
-    spool.append(batch_of("old"))
+    spool.store(batch_of("old"))
     spool.max_bytes = spool.size_bytes + 100  # no room for a second batch beside the first
     buffer = MemoryBuffer(100)
     acked: list[RawMessage] = []
@@ -232,11 +192,12 @@ def test_the_full_spool_policies(tmp_path: Path, policy: str) -> None:
     new = RawMessage("sensors/new/t", b"1", 1, mid=9, qos=1)
     buffer.put(["m,d=new v=1 1"] * 3, new)
     batch = buffer.take(10)
+    assert batch is not None
     settled = flusher.spool_batch(batch)
     remaining = []
     while (taken := spool.take()) is not None:
-        remaining.append(taken[0].messages()[0].topic)
-        spool.accept()
+        remaining.append(taken.messages()[0].topic)
+        spool.accept(taken)
     if policy == "block":
         assert not settled and acked == [] and remaining == ["sensors/old/t"]
     elif policy == "drop_oldest":

@@ -1,0 +1,111 @@
+"""The flusher and the spool replay: one write-and-retry, and what a full spool does to it."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from ingestd.buffer import Batch, MemoryBuffer
+from ingestd.config import parse_settings
+from ingestd.flush import Flusher
+from ingestd.records import RawMessage
+from ingestd.sink import InfluxSink
+from ingestd.spool import DiskSpool
+from ingestd.telemetry import Telemetry
+
+from .fakedb import fake_database
+
+
+def batch_of(tag: str, lines: int = 4) -> Batch:
+    message = RawMessage(f"sensors/{tag}/t", tag.encode(), 1)
+    return Batch([f"m,d={tag} v={i} {i + 1}" for i in range(lines)], [message] * lines)
+
+
+async def test_a_batch_dropped_while_its_replay_waits_is_not_written_nor_its_progress_reused(
+    tmp_path: Path,
+) -> None:
+    """The replay's write of "a" stops half-way through a bisection (the first half written,
+    then 503). While it waits out the backoff, a full spool with on_full = "drop_oldest" drops
+    "a". The replay must move on to "b" and write all of it: resuming "a"'s progress on "b"
+    would skip b's first half, which the broker already has an ack for."""
+    async with fake_database() as db:
+        db.script = [(400, {}), (204, {}), (503, {})]  # whole "a" refused, half ok, then down
+        settings = parse_settings(
+            {
+                "influx": {"url": db.url, "api": "v2", "bucket": "b"},
+                "batch": {"retry_initial_s": 0.4, "retry_max_s": 0.4},
+                "spool": {"path": str(tmp_path), "fsync": False, "on_full": "drop_oldest"},
+            }
+        )
+        spool = DiskSpool(tmp_path, 1 << 20, 1 << 20, fsync=False)
+        spool.store(batch_of("a"))
+        spool.store(batch_of("b"))
+        spool.max_bytes = spool.size_bytes  # room for exactly these two
+        buffer = MemoryBuffer(100)
+        telemetry = Telemetry()
+        acked: list[RawMessage] = []
+        flusher = Flusher(
+            settings=settings,
+            buffer=buffer,
+            sink=InfluxSink(settings.influx),
+            spool=spool,
+            telemetry=telemetry,
+            reject=lambda *a, **k: None,
+            ack=acked.extend,
+            flush_dead_letters=lambda: None,
+        )
+        replay = asyncio.create_task(flusher.replay_forever())
+        try:
+            async with asyncio.timeout(5):
+                while len(db.requests) < 3:  # noqa: ASYNC110 - bounded by the timeout
+                    await asyncio.sleep(0.01)
+            assert flusher.outage
+            c = batch_of("c")
+            buffer.store(c)
+            taken = buffer.take(100)
+            assert taken is not None and flusher.spool_batch(taken)  # drops "a" to make room
+            async with asyncio.timeout(5):
+                while len(db.stored) < 8:  # noqa: ASYNC110 - bounded by the timeout
+                    await asyncio.sleep(0.01)
+        finally:
+            replay.cancel()
+            await flusher.sink.close()
+    assert telemetry.dropped == {"spool_full": 1}
+    assert sorted(db.stored) == sorted(batch_of("b").lines + batch_of("c").lines)
+    assert not flusher.outage
+
+
+async def test_the_flusher_spools_a_batch_the_database_will_not_take_and_acks_it(
+    tmp_path: Path,
+) -> None:
+    async with fake_database() as db:
+        db.script = [(503, {})]
+        settings = parse_settings(
+            {
+                "influx": {"url": db.url, "api": "v2", "bucket": "b"},
+                "batch": {"max_lines": 10, "flush_interval_s": 0.01},
+                "spool": {"path": str(tmp_path), "fsync": False},
+            }
+        )
+        spool = DiskSpool(tmp_path, 1 << 20, 1 << 20, fsync=False)
+        buffer = MemoryBuffer(100)
+        acked: list[RawMessage] = []
+        flusher = Flusher(
+            settings=settings,
+            buffer=buffer,
+            sink=InfluxSink(settings.influx),
+            spool=spool,
+            telemetry=Telemetry(),
+            reject=lambda *a, **k: None,
+            ack=acked.extend,
+            flush_dead_letters=lambda: None,
+        )
+        a = batch_of("a")
+        buffer.store(a)
+        buffer.close_intake()
+        async with asyncio.timeout(5):
+            await flusher.run()
+        await flusher.sink.close()
+    assert acked == a.messages() and db.stored == []
+    spooled = spool.take()
+    assert spooled is not None and spooled.lines == a.lines
