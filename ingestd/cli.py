@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import sys
 from pathlib import Path
 
@@ -80,37 +79,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def tune_gc() -> None:
-    """The buffer holds up to buffer_max_lines objects for a while; with CPython's default
-    thresholds (700 allocations) the cyclic collector keeps walking them. The hot path creates no
-    reference cycles, so collect less often, and leave what startup built out of it."""
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 1000)
-
-
 def _run(settings: Settings) -> int:
-    from ingestd.logs import configure_logging
-    from ingestd.service import Service
-    from ingestd.units import resolve_in_subprocess
+    from ingestd.service import run_service
 
-    configure_logging(settings.log.format, settings.log.level)
-    # before the event loop starts: pint stays out of this long-running process
-    resolve_in_subprocess(spec for route in settings.routes for spec in route.units.values())
-
-    async def main() -> bool:
-        service = Service(settings)
-        tune_gc()
-        service.install_signal_handlers()
-        await service.run()
-        return service.failed
-
-    try:
-        import uvloop
-    except ImportError:
-        failed = asyncio.run(main())
-    else:
-        failed = uvloop.run(main())
-    return EXIT_FAILED if failed else EXIT_OK
+    return EXIT_FAILED if run_service(settings) else EXIT_OK
 
 
 async def _connect(settings: Settings) -> list[str]:
@@ -215,12 +187,13 @@ def run_cli(argv: list[str] | None = None) -> int:
             )
             return EXIT_CHECK_FAILED
         try:
-            return run_local(args.workdir, args.api, args.mqtt_port, args.http_port)
+            failed = run_local(args.workdir, args.api, args.mqtt_port, args.http_port)
         except KeyboardInterrupt:  # Ctrl-C while the servers start: they are stopped already
             return EXIT_OK
         except (RuntimeError, OSError) as exc:
             print(f"ingestd local: {exc}", file=sys.stderr)
             return EXIT_CHECK_FAILED
+        return EXIT_FAILED if failed else EXIT_OK
     if args.config is None:
         _parser().error("--config is required")
     try:

@@ -20,7 +20,7 @@ from ingestd.buffer import Batch, MemoryBuffer, store_or_drop
 from ingestd.config import Settings
 from ingestd.errors import DropReason, RetryableSinkError
 from ingestd.records import RawMessage, Rejection, WriteProgress
-from ingestd.sink import InfluxSink
+from ingestd.sink import Sink
 from ingestd.spool import DiskSpool
 from ingestd.telemetry import Telemetry
 
@@ -33,7 +33,7 @@ class Flusher:
         *,
         settings: Settings,
         buffer: MemoryBuffer,
-        sink: InfluxSink,
+        sink: Sink,
         spool: DiskSpool | None,
         telemetry: Telemetry,
         reject: Reject,

@@ -13,7 +13,6 @@ report that cannot be written is skipped, not retried or spooled; sensor data ke
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import time
 
@@ -21,7 +20,7 @@ from ingestd.config import Settings
 from ingestd.encode import to_line
 from ingestd.errors import DropReason, SinkError
 from ingestd.records import FieldValue, Point
-from ingestd.sink import InfluxSink
+from ingestd.sink import Sink
 from ingestd.telemetry import BATCH_OUTCOMES, STATS, Telemetry
 
 _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -55,10 +54,10 @@ def report_lines(
 
 
 class SelfMetrics:
-    def __init__(self, settings: Settings, telemetry: Telemetry) -> None:
+    def __init__(self, settings: Settings, telemetry: Telemetry, sink: Sink) -> None:
         self.settings = settings
         self.telemetry = telemetry
-        self.sink = InfluxSink(settings.influx)
+        self.sink = sink  # its own, so a report never waits behind a sensor batch
 
     async def report(self, uptime_s: float) -> bool:
         s = self.settings
@@ -66,21 +65,20 @@ class SelfMetrics:
             self.telemetry, s.self_metrics.measurement, s.mqtt.client_id, uptime_s, time.time_ns()
         )
         try:
-            await self.sink.post(lines)
+            refused = await self.sink.write(lines)
         except SinkError as exc:
             self.telemetry.log.debug("self_metrics_skipped", error=str(exc)[:300])
             return False
+        if refused:  # e.g. a field whose type an older ingestd wrote differently
+            self.telemetry.log.debug(
+                "self_metrics_refused", lines=len(refused), error=refused[0].detail[:300]
+            )
         return True
 
     async def run(self) -> None:
+        """Until cancelled; the service starts it only when self_metrics.interval_s > 0."""
         interval_s = self.settings.self_metrics.interval_s
-        if interval_s <= 0:
-            return
         started = time.monotonic()
-        try:
-            while True:
-                await asyncio.sleep(interval_s)
-                await self.report(time.monotonic() - started)
-        finally:
-            with contextlib.suppress(Exception):
-                await self.sink.close()
+        while True:
+            await asyncio.sleep(interval_s)
+            await self.report(time.monotonic() - started)

@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import time
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from ingestd.buffer import MemoryBuffer
-from ingestd.config import Settings
+from ingestd.config import InfluxSettings, Settings
 from ingestd.deadletter import DeadLetterFile
 from ingestd.errors import DropReason, MessageRejected
 from ingestd.flush import Flusher
@@ -38,24 +41,55 @@ from ingestd.pipeline import Pipeline
 from ingestd.records import RawMessage
 from ingestd.routes import compile_routes
 from ingestd.selfmetrics import SelfMetrics
-from ingestd.sink import InfluxSink
-from ingestd.source import MqttSource
+from ingestd.sink import InfluxSink, Sink
+from ingestd.source import MqttSource, SourceFactory, SourceHooks
 from ingestd.spool import DiskSpool
 from ingestd.telemetry import Telemetry
 
 
 class Service:
-    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
+    """Wires the stages from settings. The I/O adapters are seams: pass `sink` (a factory, called
+    for the data and for the self-metrics connection), `source` (a factory given the hooks) or
+    `spool` to run the service against fakes (ingestd.devtools.fakes) or your own."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: CollectorRegistry | None = None,
+        *,
+        sink: Callable[[InfluxSettings], Sink] = InfluxSink,
+        source: SourceFactory = MqttSource,
+        spool: DiskSpool | None = None,
+    ) -> None:
         self.settings = settings
         self.log = get_logger()
-        self.telemetry = Telemetry(registry, settings.deadletter.log_interval_s)
         routes = compile_routes(settings)
         acks_after_write = settings.mqtt.ack == "after_write" and settings.mqtt.qos > 0
-        self.buffer = MemoryBuffer(
+        buffer = MemoryBuffer(
             settings.batch.buffer_max_lines,
             ack_window=settings.mqtt.max_inflight if acks_after_write else 0,
         )
-        self.telemetry.buffer_gauge = lambda: (self.buffer.fill, self.buffer.max_lines)
+        self.buffer = buffer
+        sp = settings.spool
+        if spool is None and sp.enabled:
+            spool = DiskSpool(sp.path, sp.max_bytes, sp.segment_bytes, sp.fsync)
+        self.spool = spool
+        self.telemetry = Telemetry(
+            registry,
+            settings.deadletter.log_interval_s,
+            buffer_gauge=lambda: (buffer.fill, buffer.max_lines),
+            spool_gauge=(
+                (
+                    lambda: (
+                        spool.size_bytes,
+                        spool.stats.records_replayed,
+                        spool.stats.corrupt_records,
+                    )
+                )
+                if spool is not None
+                else lambda: (0, 0, 0)
+            ),
+        )
         dl = settings.deadletter
         self.dead_letters = DeadLetterFile(
             dl.path,
@@ -74,28 +108,17 @@ class Service:
             # anything else is not a replay, so it is not guessed from
             skip_retained=settings.mqtt.retained == "skip" and settings.mqtt.protocol != "5",
         )
-        self.sink = InfluxSink(settings.influx)
-        self.source = MqttSource(
-            settings.mqtt,
-            self.pipeline.handle,
-            self._buffer_full,
-            self.buffer.wait_for_space,
-            self.telemetry,
+        self.sink = sink(settings.influx)
+        hooks = SourceHooks(
+            handle=self.pipeline.handle,
+            buffer_full=self._buffer_full,
+            wait_for_space=self.buffer.wait_for_space,
+            invalid_topic=lambda m: self.pipeline.reject(
+                m, DropReason.INVALID_TOPIC, "topic is not valid UTF-8"
+            ),
             on_fatal=self._fail,
         )
-        self.source.invalid_topic = lambda m: self.pipeline.reject(
-            m, DropReason.INVALID_TOPIC, "topic is not valid UTF-8"
-        )
-        self.spool: DiskSpool | None = None
-        if settings.spool.enabled:
-            sp = settings.spool
-            self.spool = DiskSpool(sp.path, sp.max_bytes, sp.segment_bytes, sp.fsync)
-            spool = self.spool
-            self.telemetry.spool_gauge = lambda: (
-                spool.size_bytes,
-                spool.stats.records_replayed,
-                spool.stats.corrupt_records,
-            )
+        self.source = source(settings.mqtt, hooks, self.telemetry)
         self.flusher = Flusher(
             settings=settings,
             buffer=self.buffer,
@@ -107,11 +130,12 @@ class Service:
             flush_dead_letters=self.dead_letters.flush,
         )
         self.http = HttpEndpoints(self.telemetry, self._ready)
-        self.self_metrics = SelfMetrics(settings, self.telemetry)
+        self.self_metrics = SelfMetrics(settings, self.telemetry, sink(settings.influx))
         self._stopping = asyncio.Event()
         self.started = asyncio.Event()
-        self.failed = False  # a task died of an unexpected error: exit non-zero after shutdown
+        self.failed = False  # a task died, or ingestd cannot continue: exit non-zero
         self.acks_overdue_since_ns: int | None = None  # the ack watchdog's current stall
+        self.tasks: dict[str, asyncio.Task[None]] = {}
 
     def _fail(self, why: str) -> None:
         """ingestd cannot do what it is configured to: drain, ack, stop, exit non-zero."""
@@ -177,7 +201,25 @@ class Service:
             await asyncio.sleep(interval_s)
             self.check_acks(time.time_ns())
 
-    # -- the flush task ----------------------------------------------------------------------
+    # -- supervision -------------------------------------------------------------------------
+
+    def _start(self, name: str, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Every task runs until shutdown. One that ends before, by an error or by returning,
+        stops the service: its traceback is logged and the exit is non-zero."""
+        task = asyncio.create_task(work, name=name)
+        task.add_done_callback(self._task_done)
+        self.tasks[name] = task
+        return task
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            self.log.error("task_failed", task=task.get_name(), error=repr(error), exc_info=error)
+            self._fail(f"task {task.get_name()} failed: {error!r}")
+        elif not self._stopping.is_set():
+            self._fail(f"task {task.get_name()} ended before shutdown")
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -203,47 +245,36 @@ class Service:
             http_port=self.http.port,
         )
         started_at = time.monotonic()
-        ingest = asyncio.create_task(self.source.run(), name="ingest")
-        flush = asyncio.create_task(self.flusher.run(), name="flush")
-        replay = asyncio.create_task(self.flusher.replay_forever(), name="spool-replay")
-        dl_flush = asyncio.create_task(self.dead_letters.flush_every(1.0), name="deadletter-flush")
-        reports = asyncio.create_task(self.self_metrics.run(), name="self-metrics")
-        watchdog = asyncio.create_task(self._watch_acks(), name="ack-watchdog")
+        ingest = self._start("ingest", self.source.run())
+        flush = self._start("flush", self.flusher.run())
+        if self.spool is not None:
+            self._start("spool-replay", self.flusher.replay_forever())
+        self._start("deadletter-flush", self.dead_letters.flush_every(1.0))
+        if s.self_metrics.interval_s > 0:
+            self._start("self-metrics", self.self_metrics.run())
+        self._start("ack-watchdog", self._watch_acks())
         self.started.set()
-        stopping = asyncio.create_task(self._stopping.wait())
-        done, _ = await asyncio.wait(
-            {ingest, flush, watchdog, stopping}, return_when=asyncio.FIRST_COMPLETED
-        )
-        for task in done:
-            if task is not stopping and task.exception() is not None:
-                self.failed = True
-                self.log.error("task_failed", task=task.get_name(), error=repr(task.exception()))
+        await self._stopping.wait()
         # 1. stop reading (still connected, so what is drained can be acked)
         self.source.close_intake()
         # 2. close buffer intake, 3. drain until the deadline
         self.buffer.close_intake()
         try:
             async with asyncio.timeout(s.shutdown.drain_timeout_s):
-                await flush
-        except (TimeoutError, Exception):
-            flush.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await flush
-        replay.cancel()
+                await asyncio.wait({flush})
+        except TimeoutError:
+            pass
+        await _cancel(flush, self.tasks.get("spool-replay"))
         unwritten, left_with_broker = self._settle_leftovers()
         self.source.stop()
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(5):
-                await ingest
-        ingest.cancel()
+                await asyncio.wait({ingest})
+        await _cancel(ingest)
         # 5. close the sink and the rest
         await self.sink.close()
-        reports.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await reports
-        dl_flush.cancel()
-        watchdog.cancel()
-        stopping.cancel()
+        await _cancel(*self.tasks.values())
+        await self.self_metrics.sink.close()
         self.dead_letters.close()
         await self.http.stop()
         self._log_summary(time.monotonic() - started_at, unwritten, left_with_broker)
@@ -291,6 +322,47 @@ class Service:
             self.log.warning("forced_exit", signal=sig.name)
             raise SystemExit(130)
         self.request_stop()
+
+
+async def _cancel(*tasks: asyncio.Task[None] | None) -> None:
+    """Cancel and wait; their errors were logged by the supervisor already."""
+    running = [t for t in tasks if t is not None]
+    for task in running:
+        task.cancel()
+    if running:
+        await asyncio.wait(running)
+
+
+def tune_gc() -> None:
+    """The buffer holds up to buffer_max_lines objects for a while; with CPython's default
+    thresholds (700 allocations) the cyclic collector keeps walking them. The hot path creates no
+    reference cycles, so collect less often, and leave what startup built out of it."""
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 1000)
+
+
+def run_service(settings: Settings, service: Callable[[Settings], Service] = Service) -> bool:
+    """The one way to run the daemon (`ingestd --config`, `ingestd local`): logging, units
+    resolved in a child process, uvloop, the gc tuned, signals. True if it stopped failed."""
+    from ingestd.logs import configure_logging
+    from ingestd.units import resolve_in_subprocess
+
+    configure_logging(settings.log.format, settings.log.level)
+    # before the event loop starts: pint stays out of this long-running process
+    resolve_in_subprocess(spec for route in settings.routes for spec in route.units.values())
+
+    async def main() -> bool:
+        running = service(settings)
+        tune_gc()
+        running.install_signal_handlers()
+        await running.run()
+        return running.failed
+
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main())
+    return uvloop.run(main())
 
 
 def check_message(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import gzip
 from collections.abc import Mapping
+from typing import Protocol
 
 import aiohttp
 
@@ -32,6 +33,19 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         return None
+
+
+class Sink(Protocol):
+    """The service's face of the database (InfluxSink; devtools.fakes.FakeSink in tests)."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def write(self, lines: list[str], resume: WriteProgress | None = None) -> list[Rejection]:
+        """Write what the database accepts, return what it refuses; raise RetryableSinkError
+        (with the progress made) when it cannot take writes now."""
+        ...
 
 
 class InfluxSink:

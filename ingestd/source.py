@@ -20,8 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from ingestd.backoff import backoff_delay
 from ingestd.config import MqttSettings
@@ -32,23 +33,53 @@ from ingestd.records import RawMessage
 from ingestd.telemetry import Telemetry
 
 TOPIC_CACHE_SIZE = 50_000  # cleared when full, like the route cache
+CLOSE_LINGER_S = 0.1  # between the last acks and the disconnect, at shutdown (see run)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceHooks:
+    """What a source calls on the service. All run inline on the read path."""
+
+    handle: Callable[[RawMessage], None]  # one message, into the pipeline
+    buffer_full: Callable[[], bool]  # asked after each message: stop reading?
+    wait_for_space: Callable[[], Awaitable[None]]  # resume reading when this returns
+    invalid_topic: Callable[[RawMessage], None]  # a topic that is not UTF-8: dead-letter it
+    # ingestd cannot do what it is configured to (a refused subscription): stop, exit non-zero
+    on_fatal: Callable[[str], None]
+
+
+class Source(Protocol):
+    """The service's face of MQTT in (MqttSource; devtools.fakes.FakeSource in tests)."""
+
+    async def run(self) -> None:
+        """Deliver messages through the hooks until `stop`."""
+        ...
+
+    def ack(self, messages: list[RawMessage]) -> None:
+        """These messages are stored (or dead-lettered): acknowledge those that wait for it."""
+        ...
+
+    def oldest_unacked_ns(self) -> int | None: ...
+
+    def close_intake(self) -> None:
+        """Stop reading, stay connected so what is drained can still be acked."""
+        ...
+
+    def stop(self) -> None: ...
+
+    def publish_nowait(self, topic: str, payload: bytes) -> bool: ...
+
+
+SourceFactory = Callable[[MqttSettings, SourceHooks, Telemetry], Source]
 
 
 class MqttSource:
-    def __init__(
-        self,
-        settings: MqttSettings,
-        handle: Callable[[RawMessage], None],
-        buffer_full: Callable[[], bool],
-        wait_for_space: Callable[[], Any],
-        telemetry: Telemetry,
-        *,
-        on_fatal: Callable[[str], None] | None = None,
-    ) -> None:
+    def __init__(self, settings: MqttSettings, hooks: SourceHooks, telemetry: Telemetry) -> None:
         self.settings = settings
-        self._handle = handle
-        self._buffer_full = buffer_full
-        self._wait_for_space = wait_for_space
+        self._handle = hooks.handle
+        self._buffer_full = hooks.buffer_full
+        self._wait_for_space = hooks.wait_for_space
+        self._invalid_topic = hooks.invalid_topic
         self.telemetry = telemetry
         self._stop = asyncio.Event()
         self._client: MqttClient | None = None
@@ -56,11 +87,9 @@ class MqttSource:
         self._connection = 0  # counts connections: an ack is only valid on the one it came on
         # packet id -> received_ns, for messages of this connection still waiting for their ack
         self._unacked: dict[int, int] = {}
-        # called when ingestd cannot do what it is configured to (a refused subscription)
-        self._on_fatal = on_fatal
+        self._on_fatal = hooks.on_fatal
         self._intake_closed = False
         self._manual_ack = settings.ack == "after_write" and settings.qos > 0
-        self.invalid_topic: Callable[[RawMessage], None] | None = None
         # topic bytes -> str: decoded once, and every buffered message of a topic shares one str
         self._topics: dict[bytes, str] = {}
 
@@ -83,8 +112,7 @@ class MqttSource:
                 topic.decode("utf-8", "replace"), payload, received_ns, retain, mid, qos,
                 self._connection,
             )  # fmt: skip
-            if self.invalid_topic is not None:
-                self.invalid_topic(raw)
+            self._invalid_topic(raw)
             return
         if mid:
             self._unacked[mid] = received_ns
@@ -163,6 +191,13 @@ class MqttSource:
                     finally:
                         stop.cancel()
                     if self._stop.is_set():
+                        # The acks of the drain were just written. Closing a socket that still
+                        # holds unread PUBLISHes (reading is paused) sends a TCP RST, and the
+                        # broker's kernel then discards what its process had not read yet: the
+                        # last PUBACKs, so the broker redelivers messages already stored (seen
+                        # with aedes and paho: 2 of 3 redelivered). A PUBACK has no reply to
+                        # wait for, so give the broker a moment to read them.
+                        await asyncio.sleep(CLOSE_LINGER_S)
                         return
                     error = client.disconnected.exception()
                     raise MqttConnectionError(str(error) or "connection lost")
@@ -202,7 +237,7 @@ class MqttSource:
         self.telemetry.mqtt_up(s.host, s.port, granted, client.keepalive_s)
         for topic, reason in refusals:
             self.telemetry.subscription_refused(topic, reason)
-        if refusals and s.on_subscription_refused == "exit" and self._on_fatal is not None:
+        if refusals and s.on_subscription_refused == "exit":
             self._on_fatal(
                 "the broker refused the subscription to "
                 + ", ".join(f"{topic!r} ({reason})" for topic, reason in refusals)

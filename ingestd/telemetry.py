@@ -51,7 +51,12 @@ class LogRate:
 
 class Telemetry:
     def __init__(
-        self, registry: CollectorRegistry | None = None, log_interval_s: float = 10.0
+        self,
+        registry: CollectorRegistry | None = None,
+        log_interval_s: float = 10.0,
+        *,
+        buffer_gauge: Callable[[], tuple[int, int]] = lambda: (0, 1),
+        spool_gauge: Callable[[], tuple[int, int, int]] = lambda: (0, 0, 0),
     ) -> None:
         self.registry = registry or CollectorRegistry()
         self.log = get_logger()
@@ -61,7 +66,7 @@ class Telemetry:
         self.points_spooled = 0
         self.spool_write_errors = 0
         # (bytes held, records replayed, corrupt records skipped), read at scrape time
-        self.spool_gauge: Callable[[], tuple[int, int, int]] = lambda: (0, 0, 0)
+        self.spool_gauge = spool_gauge
         self.points_written = 0
         self.write_seconds_sum = 0.0  # with writes_timed: mean write latency per interval
         self.writes_timed = 0
@@ -75,8 +80,8 @@ class Telemetry:
         # database takes writes, and how many stalls (episodes past the bound) there were
         self.oldest_unacked_s = 0.0
         self.ack_stalls = 0
-        # (lines held, capacity), read at scrape time; the service points it at the buffer
-        self.buffer_gauge: Callable[[], tuple[int, int]] = lambda: (0, 1)
+        # (lines held, capacity), read at scrape time
+        self.buffer_gauge = buffer_gauge
         self.deadletter_write_errors = 0
         # keys are bounded: drop reasons (an enum), subscribed topic filters
         self._drop_logs = LogRate(log_interval_s)

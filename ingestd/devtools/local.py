@@ -7,7 +7,6 @@ then stops what it started. Data stays in the work directory between runs.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
@@ -29,9 +28,9 @@ def local_config(
     }
 
 
-def run_local(workdir: Path, api: str, mqtt_port: int, http_port: int) -> int:
-    from ingestd.logs import configure_logging
-    from ingestd.service import Service
+def run_local(workdir: Path, api: str, mqtt_port: int, http_port: int) -> bool:
+    """True if ingestd stopped failed."""
+    from ingestd.service import run_service
 
     workdir = workdir.resolve()  # the servers run with it as their cwd
     workdir.mkdir(parents=True, exist_ok=True)
@@ -45,7 +44,6 @@ def run_local(workdir: Path, api: str, mqtt_port: int, http_port: int) -> int:
         database.start()
         try:
             settings = parse_settings(config)
-            configure_logging(settings.log.format, settings.log.level)
             print(
                 f"mosquitto on 127.0.0.1:{broker.port}, {database.name} at {database.url}, "
                 f"metrics on http://127.0.0.1:{http_port}/metrics\n"
@@ -55,15 +53,8 @@ def run_local(workdir: Path, api: str, mqtt_port: int, http_port: int) -> int:
                 "Ctrl-C stops everything.",
                 flush=True,
             )
-
-            async def main() -> None:
-                service = Service(settings)
-                service.install_signal_handlers()
-                await service.run()
-
-            asyncio.run(main())
+            return run_service(settings)
         finally:
             database.stop()
     finally:
         broker.stop()
-    return 0

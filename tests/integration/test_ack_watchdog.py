@@ -111,7 +111,7 @@ def test_a_database_outage_is_not_a_stall(tmp_path: Path, mosquitto: Mosquitto) 
 
 def test_acks_clear_what_the_watchdog_waits_for() -> None:
     from ingestd.config import MqttSettings
-    from ingestd.source import MqttSource
+    from ingestd.source import MqttSource, SourceHooks
     from ingestd.telemetry import Telemetry
 
     handled: list[RawMessage] = []
@@ -119,7 +119,8 @@ def test_acks_clear_what_the_watchdog_waits_for() -> None:
     async def never() -> None:
         return None
 
-    source = MqttSource(MqttSettings(), handled.append, lambda: False, never, Telemetry())
+    hooks = SourceHooks(handled.append, lambda: False, never, handled.append, lambda _why: None)
+    source = MqttSource(MqttSettings(), hooks, Telemetry())
     source._connection = 1
     for mid in (5, 6):
         source._deliver(b"sensors/d/t", b"1", 1, False, mid)

@@ -26,7 +26,7 @@ def spooled_lines(spool_dir: Path) -> list[int]:
     out = []
     for segment in sorted(spool_dir.glob("*.seg")):
         _, records = spool._scan(segment.read_bytes(), 0)
-        out.extend(len(decode_batch(body)[0]) for _, _, body in records)
+        out.extend(len(decode_batch(body)) for _, _, body in records)
     return out
 
 

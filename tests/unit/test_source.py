@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from ingestd.config import MqttSettings
 from ingestd.records import RawMessage
-from ingestd.source import MqttSource
+from ingestd.source import MqttSource, SourceHooks
 from ingestd.telemetry import Telemetry
 
 
@@ -19,9 +19,8 @@ def source_into(
         await asyncio.sleep(0)
 
     settings = MqttSettings(ack=ack)  # type: ignore[arg-type]
-    source = MqttSource(settings, handled.append, lambda: False, never, Telemetry())
-    source.invalid_topic = invalid.append
-    return source
+    hooks = SourceHooks(handled.append, lambda: False, never, invalid.append, lambda _why: None)
+    return MqttSource(settings, hooks, Telemetry())
 
 
 @settings(max_examples=200)

@@ -1,0 +1,140 @@
+"""The composition root, driven through the fakes shipped in ingestd.devtools.fakes."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+
+from ingestd.config import Settings, parse_settings
+from ingestd.devtools.fakes import FakeSink, FakeSource
+from ingestd.logs import configure_logging
+from ingestd.records import RawMessage
+from ingestd.service import Service, run_service
+
+MESSAGES = [
+    RawMessage(
+        f"sensors/dev-{i}/temperature", f'{{"v": {i}}}'.encode(), 10**18 + i, mid=i + 1, qos=1
+    )
+    for i in range(50)
+]
+
+
+def settings_in(tmp_path: Path) -> Settings:
+    return parse_settings(
+        {
+            "influx": {"api": "v2", "bucket": "b"},
+            "mqtt": {"topics": ["sensors/#"], "qos": 1},
+            "batch": {"max_lines": 10, "flush_interval_s": 0.01},
+            "deadletter": {"path": str(tmp_path / "dl.jsonl")},
+            "spool": {"path": str(tmp_path / "spool"), "fsync": False},
+            "self_metrics": {"interval_s": 0.01},
+            "http": {"enabled": False},
+            "routes": [{"topic": "sensors/{device}/{measurement}"}],
+        }
+    )
+
+
+def service_in(tmp_path: Path) -> Service:
+    return Service(settings_in(tmp_path), sink=FakeSink, source=FakeSource.feeding(MESSAGES))
+
+
+@pytest.fixture
+def log_lines() -> Iterator[Callable[[], list[dict[str, Any]]]]:
+    """The service's log as JSON objects, as `ingestd --config` writes it."""
+    saved = structlog.get_config()
+    stream = io.StringIO()
+    configure_logging("json", "info")
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=stream))
+    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
+    structlog.configure(**saved)
+
+
+async def test_the_service_writes_and_acks_every_message_through_the_fakes(
+    tmp_path: Path,
+) -> None:
+    service = service_in(tmp_path)
+    running = asyncio.create_task(service.run())
+    async with asyncio.timeout(10):
+        while len(service.sink.stored) < len(MESSAGES):  # type: ignore[attr-defined]  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    service.request_stop()
+    await asyncio.wait_for(running, 10)
+    assert not service.failed
+    assert sorted(service.source.acked) == sorted(MESSAGES)  # type: ignore[attr-defined]
+
+
+# Each task and what it runs: every one of them is supervised (the test below checks that this
+# list is all the service starts).
+TASKS: dict[str, Callable[[Service], tuple[object, str]]] = {
+    "ingest": lambda s: (s.source, "run"),
+    "flush": lambda s: (s.flusher, "run"),
+    "spool-replay": lambda s: (s.flusher, "replay_forever"),
+    "deadletter-flush": lambda s: (s.dead_letters, "flush_every"),
+    "self-metrics": lambda s: (s.self_metrics, "run"),
+    "ack-watchdog": lambda s: (s, "_watch_acks"),
+}
+
+
+def kill(service: Service, name: str, how: str) -> None:
+    """Make task `name` die once the service is running: of an error, or by returning."""
+    owner, attribute = TASKS[name](service)
+    original = getattr(owner, attribute)
+
+    async def dies(*args: object) -> None:
+        await asyncio.sleep(0.05)  # let the others start
+        if how == "error":
+            raise RuntimeError(f"injected failure of {name}")
+        if name == "flush":  # returning early must not lose what the flusher would have drained
+            await original(*args)
+
+    setattr(owner, attribute, dies)
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+async def test_any_task_that_dies_stops_the_service_with_its_traceback_and_fails_it(
+    tmp_path: Path, name: str, log_lines: Callable[[], list[dict[str, Any]]]
+) -> None:
+    service = service_in(tmp_path)
+    kill(service, name, "error")
+    await asyncio.wait_for(service.run(), 20)
+    assert set(service.tasks) == set(TASKS)
+    assert service.failed
+    failed = [line for line in log_lines() if line["event"] == "task_failed"]
+    assert [line["task"] for line in failed] == [name]
+    assert "Traceback" in failed[0]["exception"]
+    assert f"RuntimeError: injected failure of {name}" in failed[0]["exception"]
+    assert any(line["event"] == "ingestd_stopped" for line in log_lines())
+
+
+@pytest.mark.parametrize("name", ["ingest", "ack-watchdog", "deadletter-flush"])
+async def test_a_task_that_returns_before_shutdown_fails_the_service_too(
+    tmp_path: Path, name: str, log_lines: Callable[[], list[dict[str, Any]]]
+) -> None:
+    service = service_in(tmp_path)
+    kill(service, name, "return")
+    await asyncio.wait_for(service.run(), 20)
+    assert service.failed
+    reasons = [line["reason"] for line in log_lines() if line["event"] == "ingestd_cannot_continue"]
+    assert reasons == [f"task {name} ended before shutdown"]
+
+
+def test_a_dead_task_makes_the_daemon_exit_non_zero(tmp_path: Path) -> None:
+    """Through the one run path the CLI and `ingestd local` use."""
+
+    def with_a_dying_flusher(settings: Settings) -> Service:
+        service = Service(settings, sink=FakeSink, source=FakeSource.feeding(MESSAGES))
+        kill(service, "spool-replay", "error")
+        return service
+
+    saved = structlog.get_config()
+    try:
+        assert run_service(settings_in(tmp_path), with_a_dying_flusher) is True
+    finally:
+        structlog.configure(**saved)
