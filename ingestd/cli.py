@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ingestd import __version__
 from ingestd.config import Settings, load_settings
-from ingestd.errors import ConfigError, IngestdError
+from ingestd.errors import ConfigError, DropReason, IngestdError
 
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
@@ -29,14 +29,21 @@ EXIT_CONFIG = 2
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ingestd", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="ingestd",
+        description="MQTT in, InfluxDB line protocol out: validated, batched, with "
+        "backpressure; every message is written, or dead-lettered with its reason.",
+        epilog="exit codes: 0 clean shutdown or check passed; 1 a check found a problem, or "
+        "the daemon stopped because it could not continue; 2 bad configuration",
+    )
     parser.add_argument("--version", action="version", version=f"ingestd {__version__}")
-    parser.add_argument("--config", type=Path, help="path to ingest.toml")
+    config_help = "the configuration file (TOML; see compose/ingest.toml for every key)"
+    parser.add_argument("--config", type=Path, help=config_help + "; runs the daemon")
     sub = parser.add_subparsers(dest="command")
     run = sub.add_parser("run", help="run the daemon (the default)")
-    run.add_argument("--config", type=Path, required=True, dest="config")
+    run.add_argument("--config", type=Path, required=True, dest="config", help=config_help)
     check = sub.add_parser("check", help="validate the config, or show what a message becomes")
-    check.add_argument("--config", type=Path, required=True, dest="config")
+    check.add_argument("--config", type=Path, required=True, dest="config", help=config_help)
     check.add_argument(
         "--connect", action="store_true", help="also reach the broker and the database"
     )
@@ -47,9 +54,15 @@ def _parser() -> argparse.ArgumentParser:
     replay = dl_sub.add_parser(
         "replay", help="re-submit dead letters through the current config (stop ingestd first)"
     )
-    replay.add_argument("--config", type=Path, required=True, dest="config")
+    replay.add_argument("--config", type=Path, required=True, dest="config", help=config_help)
     replay.add_argument(
-        "--reason", action="append", default=[], help="only this reason (repeatable)"
+        "--reason",
+        action="append",
+        default=[],
+        choices=[reason.value for reason in DropReason],
+        metavar="REASON",
+        help="only letters dead-lettered for this reason (repeatable): "
+        + ", ".join(reason.value for reason in DropReason),
     )
     replay.add_argument(
         "--since", help="only letters dead-lettered at or after (ISO-8601 or epoch)"
@@ -59,7 +72,12 @@ def _parser() -> argparse.ArgumentParser:
     local = sub.add_parser(
         "local", help="run broker, database and ingestd here, from system packages"
     )
-    local.add_argument("--workdir", type=Path, default=Path(".ingestd-local"))
+    local.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path(".ingestd-local"),
+        help="where the servers keep their data and logs between runs (default: %(default)s)",
+    )
     local.add_argument(
         "--api",
         choices=["v1", "v2"],
@@ -69,7 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     local.add_argument(
         "--mqtt-port", type=int, default=1884, help="1883 is often the system broker"
     )
-    local.add_argument("--http-port", type=int, default=9108)
+    local.add_argument(
+        "--http-port", type=int, default=9108, help="ingestd's /metrics and /readyz port"
+    )
     simulate = sub.add_parser(
         "simulate",
         help="a fleet of simulated devices publishing to a broker (see: ingestd simulate -h)",
@@ -160,10 +180,13 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
         print(f"ingestd: replay: {exc}", file=sys.stderr)
         return EXIT_CHECK_FAILED
     again = sum(report.rejected_again.values())
+    reasons = ", ".join(
+        f"{count} {reason}" for reason, count in report.rejected_again.most_common()
+    )
     print(
         f"replayed {report.selected} dead letters: {report.written_messages} written, "
         f"{report.ignored} ignored, {again} dead-lettered again"
-        + (f" {dict(report.rejected_again)}" if again else "")
+        + (f" ({reasons})" if again else "")
         + f"; {report.kept} not selected, left in {path}"
     )
     return EXIT_OK if again == 0 else EXIT_CHECK_FAILED

@@ -143,3 +143,34 @@ def test_the_ack_watchdog_bound_follows_flush_interval_and_write_timeout() -> No
     )  # type: ignore[dict-item]
     assert settings.ack_overdue_s == 14.0
     assert parse_settings({**V1, "mqtt": {"ack_overdue_s": 3}}).ack_overdue_s == 3.0
+
+
+def test_every_cli_option_has_help_text_and_the_help_no_code_comment(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import argparse
+
+    from ingestd.cli import _parser
+
+    parsers = [_parser()]
+    undocumented = []
+    while parsers:
+        parser = parsers.pop()
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                parsers.extend(action.choices.values())
+            elif action.help in (None, "") and action.dest != "args":
+                undocumented.append(f"{parser.prog} {'/'.join(action.option_strings)}")
+    assert undocumented == []
+    with pytest.raises(SystemExit):
+        run_cli(["--help"])
+    assert "sys.exit" not in capsys.readouterr().out
+
+
+def test_replay_refuses_a_misspelt_reason_instead_of_selecting_nothing(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        run_cli(["deadletter", "replay", "--config", "x.toml", "--reason", "invalid_jsn"])
+    assert exit_.value.code == 2
+    assert "invalid choice: 'invalid_jsn'" in capsys.readouterr().err
