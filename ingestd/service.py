@@ -33,7 +33,7 @@ from prometheus_client import CollectorRegistry
 from ingestd.buffer import MemoryBuffer
 from ingestd.config import InfluxSettings, Settings
 from ingestd.deadletter import DeadLetterFile
-from ingestd.errors import DropReason, MessageRejected
+from ingestd.errors import DropReason, IngestdError, MessageRejected, RetryableSinkError
 from ingestd.flush import Flusher
 from ingestd.http import HttpEndpoints
 from ingestd.logs import get_logger
@@ -231,10 +231,17 @@ class Service:
 
     async def run(self) -> None:
         s = self.settings
+        await self.sink.open()
+        try:
+            self.log.info("database_prepared", found=await self.sink.prepare())
+        except RetryableSinkError as exc:  # down now: the spool holds what comes meanwhile
+            self.log.warning("database_not_prepared", error=str(exc)[:300])
+        except IngestdError:
+            await self.sink.close()
+            raise
         self.dead_letters.open()
         if s.http.enabled:
             await self.http.start(s.http.host, s.http.port)
-        await self.sink.open()
         self.log.info(
             "ingestd_started",
             mqtt=f"{s.mqtt.host}:{s.mqtt.port}",

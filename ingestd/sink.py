@@ -16,13 +16,19 @@ from collections.abc import Mapping
 from typing import Protocol
 
 import aiohttp
+import orjson
 
 from ingestd.config import InfluxSettings
-from ingestd.errors import BatchTooLarge, RejectedBySink, RetryableSinkError
+from ingestd.errors import BatchTooLarge, IngestdError, RejectedBySink, RetryableSinkError
 from ingestd.records import Rejection, WriteProgress
 
 # Above this many lines a 400 is bisected; a single line that still fails is the bad one.
 _RETRYABLE_4XX = {401, 403, 404, 408, 409, 425, 429}
+
+
+def _quoted(identifier: str) -> str:
+    """An InfluxQL double-quoted identifier's content."""
+    return identifier.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
@@ -41,6 +47,10 @@ class Sink(Protocol):
     async def open(self) -> None: ...
 
     async def close(self) -> None: ...
+
+    async def prepare(self) -> str:
+        """Make the destination ready to take writes, at startup; returns what it found."""
+        ...
 
     async def write(self, lines: list[str], resume: WriteProgress | None = None) -> list[Rejection]:
         """Write what the database accepts, return what it refuses; raise RetryableSinkError
@@ -74,6 +84,7 @@ class InfluxSink:
             headers["Content-Encoding"] = "gzip"
         self.headers = headers
         self._session: aiohttp.ClientSession | None = None
+        self._shown: set[str] = set()  # what the last SHOW DATABASES listed
         self.requests = 0
 
     async def open(self) -> None:
@@ -145,6 +156,57 @@ class InfluxSink:
             pending.pop()
         rejected.sort(key=lambda r: r.index)
         return rejected
+
+    async def prepare(self) -> str:
+        if self.settings.api != "v1":
+            return "v2: the bucket is not checked"
+        return await self.ensure_database()
+
+    async def ensure_database(self) -> str:
+        """v1 only: create `influx.database` if it is missing (InfluxQL's CREATE DATABASE does
+        nothing when it exists), so a fresh InfluxDB 1.x does not answer every write with 404
+        forever. Returns what it found, for the log. Raises IngestdError, with the fix, when the
+        database is missing and this user may not create it; RetryableSinkError when the
+        server cannot be asked now (startup goes on: the spool covers a database that is down)."""
+        name = self.settings.database or ""
+        created = await self._query(f'CREATE DATABASE "{_quoted(name)}"')
+        if created is None:
+            return "created or already there"
+        shown = await self._query("SHOW DATABASES")
+        if shown is not None:  # not allowed to list either: writes will tell
+            return f"not checked ({created}; SHOW DATABASES: {shown})"
+        if name in self._shown:
+            return "already there"
+        user = self.settings.username or "(no user)"
+        raise IngestdError(
+            f"influx.database {name!r} does not exist and {user} may not create it ({created}); "
+            f"create it as an admin: influx -execute 'CREATE DATABASE \"{name}\"'"
+        )
+
+    async def _query(self, statement: str) -> str | None:
+        """One InfluxQL statement on /query; None if it succeeded, else why not."""
+        await self.open()
+        assert self._session is not None
+        url = self.settings.url.rstrip("/") + "/query"
+        headers = {k: v for k, v in self.headers.items() if k == "Authorization"}
+        try:
+            async with self._session.post(url, data={"q": statement}, headers=headers) as response:
+                text = await response.text(errors="replace")
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise RetryableSinkError(f"{type(exc).__name__}: {exc}") from exc
+        if status >= 500:
+            raise RetryableSinkError(f"HTTP {status} from /query: {text[:200]}")
+        error = None if status < 300 else f"HTTP {status}: {text[:200]}"
+        self._shown = set()
+        try:
+            for result in orjson.loads(text).get("results", []):
+                error = error or result.get("error")
+                for series in result.get("series", []):
+                    self._shown.update(str(row[0]) for row in series.get("values", []))
+        except (orjson.JSONDecodeError, AttributeError, TypeError, IndexError):
+            error = error or f"not an InfluxQL answer: {text[:200]}"
+        return error
 
     async def ping(self) -> str:
         """Reachability for `ingestd check --connect`: the server's version, or an error."""

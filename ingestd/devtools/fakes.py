@@ -34,6 +34,9 @@ class FakeSink:
     async def close(self) -> None:
         self.is_open = False
 
+    async def prepare(self) -> str:
+        return "fake: ready"
+
     async def write(self, lines: list[str], resume: WriteProgress | None = None) -> list[Rejection]:
         self.writes += 1
         await asyncio.sleep(0)  # a real write yields to the loop

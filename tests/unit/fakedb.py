@@ -20,6 +20,9 @@ class FakeDatabase:
     requests: list[web.Request] = field(default_factory=list)
     url: str = ""
     delay_s: float = 0.0  # a slow database
+    # /query: the databases SHOW DATABASES lists, and whether CREATE DATABASE is allowed
+    databases: list[str] = field(default_factory=list)
+    may_create: bool = True
 
     async def write(self, request: web.Request) -> web.Response:
         self.requests.append(request)
@@ -35,6 +38,19 @@ class FakeDatabase:
         self.stored.extend(lines)
         return web.Response(status=204)
 
+    async def query(self, request: web.Request) -> web.Response:
+        statement = str((await request.post()).get("q", ""))
+        if statement.startswith("CREATE DATABASE"):
+            if not self.may_create:
+                return web.json_response(
+                    {"error": "error authorizing query: not admin"}, status=403
+                )
+            self.databases.append(statement.split('"')[1])
+            return web.json_response({"results": [{"statement_id": 0}]})
+        values = [[name] for name in self.databases]
+        series = [{"name": "databases", "columns": ["name"], "values": values}]
+        return web.json_response({"results": [{"statement_id": 0, "series": series}]})
+
 
 @asynccontextmanager
 async def fake_database() -> AsyncIterator[FakeDatabase]:
@@ -42,6 +58,7 @@ async def fake_database() -> AsyncIterator[FakeDatabase]:
     app = web.Application()
     app.router.add_post("/write", db.write)
     app.router.add_post("/api/v2/write", db.write)
+    app.router.add_post("/query", db.query)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from pathlib import Path
 
 import pytest
 
@@ -150,3 +151,45 @@ async def test_a_503_while_isolating_a_400_resumes_where_it_stopped() -> None:
     # the resumed write sends only [2:4] and [4:8]; nothing before the failure again
     assert len(db.requests) - sent_before == 2
     assert sorted(db.stored) == sorted(lines[2:])
+
+
+async def test_a_missing_v1_database_this_user_may_not_create_is_an_error_with_the_fix() -> None:
+    from ingestd.config import InfluxSettings
+    from ingestd.errors import IngestdError
+    from ingestd.sink import InfluxSink
+
+    async with fake_database() as db:
+        db.may_create = False
+        db.databases = ["_internal"]
+        sink = InfluxSink(InfluxSettings(url=db.url, api="v1", database="sensors", username="u"))
+        try:
+            with pytest.raises(IngestdError) as error:
+                await sink.prepare()
+            db.databases.append("sensors")  # an admin created it: startup goes on
+            assert await sink.prepare() == "already there"
+        finally:
+            await sink.close()
+    assert "'sensors' does not exist and u may not create it" in str(error.value)
+    assert 'CREATE DATABASE "sensors"' in str(error.value)
+
+
+async def test_a_service_whose_v1_database_cannot_exist_stops_at_startup(tmp_path: Path) -> None:
+    from ingestd.config import parse_settings
+    from ingestd.devtools.fakes import FakeSource
+    from ingestd.errors import IngestdError
+    from ingestd.service import Service
+
+    async with fake_database() as db:
+        db.may_create = False
+        settings = parse_settings(
+            {
+                "influx": {"url": db.url, "api": "v1", "database": "sensors"},
+                "deadletter": {"path": str(tmp_path / "dl.jsonl")},
+                "spool": {"enabled": False},
+                "http": {"enabled": False},
+            }
+        )
+        service = Service(settings, source=FakeSource.feeding([]))
+        with pytest.raises(IngestdError, match="does not exist"):
+            await asyncio.wait_for(service.run(), 10)
+    assert not service.tasks  # nothing was started
