@@ -74,21 +74,18 @@ class Service:
         if spool is None and sp.enabled:
             spool = DiskSpool(sp.path, sp.max_bytes, sp.segment_bytes, sp.fsync)
         self.spool = spool
+        held = spool  # the gauge reads what the spool holds at scrape time
+
+        def spool_gauge() -> tuple[int, int, int]:
+            if held is None:
+                return 0, 0, 0
+            return held.size_bytes, held.stats.records_replayed, held.stats.corrupt_records
+
         self.telemetry = Telemetry(
             registry,
             settings.deadletter.log_interval_s,
             buffer_gauge=lambda: (buffer.fill, buffer.max_lines),
-            spool_gauge=(
-                (
-                    lambda: (
-                        spool.size_bytes,
-                        spool.stats.records_replayed,
-                        spool.stats.corrupt_records,
-                    )
-                )
-                if spool is not None
-                else lambda: (0, 0, 0)
-            ),
+            spool_gauge=spool_gauge,
         )
         dl = settings.deadletter
         self.dead_letters = DeadLetterFile(

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from ingestd.buffer import Batch, MemoryBuffer
-from ingestd.config import parse_settings
+from ingestd.config import Settings, parse_settings
 from ingestd.flush import Flusher
 from ingestd.records import RawMessage
 from ingestd.sink import InfluxSink
@@ -19,6 +21,25 @@ from .fakedb import fake_database
 def batch_of(tag: str, lines: int = 4) -> Batch:
     message = RawMessage(f"sensors/{tag}/t", tag.encode(), 1)
     return Batch([f"m,d={tag} v={i} {i + 1}" for i in range(lines)], [message] * lines)
+
+
+def flusher_for(
+    settings: Settings,
+    buffer: MemoryBuffer,
+    spool: DiskSpool,
+    telemetry: Telemetry,
+    acked: list[RawMessage],
+) -> Flusher:
+    return Flusher(
+        settings=settings,
+        buffer=buffer,
+        sink=InfluxSink(settings.influx),
+        spool=spool,
+        telemetry=telemetry,
+        reject=lambda *a, **k: None,
+        ack=acked.extend,
+        flush_dead_letters=lambda: None,
+    )
 
 
 async def test_a_batch_dropped_while_its_replay_waits_is_not_written_nor_its_progress_reused(
@@ -44,16 +65,7 @@ async def test_a_batch_dropped_while_its_replay_waits_is_not_written_nor_its_pro
         buffer = MemoryBuffer(100)
         telemetry = Telemetry()
         acked: list[RawMessage] = []
-        flusher = Flusher(
-            settings=settings,
-            buffer=buffer,
-            sink=InfluxSink(settings.influx),
-            spool=spool,
-            telemetry=telemetry,
-            reject=lambda *a, **k: None,
-            ack=acked.extend,
-            flush_dead_letters=lambda: None,
-        )
+        flusher = flusher_for(settings, buffer, spool, telemetry, acked)
         replay = asyncio.create_task(flusher.replay_forever())
         try:
             async with asyncio.timeout(5):
@@ -90,16 +102,7 @@ async def test_the_flusher_spools_a_batch_the_database_will_not_take_and_acks_it
         spool = DiskSpool(tmp_path, 1 << 20, 1 << 20, fsync=False)
         buffer = MemoryBuffer(100)
         acked: list[RawMessage] = []
-        flusher = Flusher(
-            settings=settings,
-            buffer=buffer,
-            sink=InfluxSink(settings.influx),
-            spool=spool,
-            telemetry=Telemetry(),
-            reject=lambda *a, **k: None,
-            ack=acked.extend,
-            flush_dead_letters=lambda: None,
-        )
+        flusher = flusher_for(settings, buffer, spool, Telemetry(), acked)
         a = batch_of("a")
         buffer.store(a)
         buffer.close_intake()
@@ -109,3 +112,36 @@ async def test_the_flusher_spools_a_batch_the_database_will_not_take_and_acks_it
     assert acked == a.messages() and db.stored == []
     spooled = spool.take()
     assert spooled is not None and spooled.lines == a.lines
+
+
+@pytest.mark.parametrize("policy", ["block", "drop_oldest", "drop_newest"])
+def test_the_full_spool_policies_settle_or_keep_the_batch_and_count_drops(
+    tmp_path: Path, policy: str
+) -> None:
+    settings = parse_settings(
+        {"influx": {"api": "v1", "database": "d"}, "spool": {"on_full": policy}}
+    )
+    spool = DiskSpool(tmp_path / "spool", 1 << 20, 1 << 20, fsync=False)
+    spool.store(batch_of("old", 3))
+    spool.max_bytes = spool.size_bytes + 100  # no room for a second batch beside the first
+    buffer = MemoryBuffer(100)
+    acked: list[RawMessage] = []
+    telemetry = Telemetry()
+    flusher = flusher_for(settings, buffer, spool, telemetry, acked)
+    new = RawMessage("sensors/new/t", b"1", 1, mid=9, qos=1)
+    buffer.put(["m,d=new v=1 1"] * 3, new)
+    batch = buffer.take(10)
+    assert batch is not None
+    settled = flusher.spool_batch(batch)
+    remaining = []
+    while (taken := spool.take()) is not None:
+        remaining.append(taken.messages()[0].topic)
+        spool.accept(taken)
+    if policy == "block":
+        assert not settled and acked == [] and remaining == ["sensors/old/t"]
+    elif policy == "drop_oldest":
+        assert settled and acked == [new] and remaining == ["sensors/new/t"]
+        assert telemetry.dropped == {"spool_full": 1}
+    else:
+        assert settled and acked == [new] and remaining == ["sensors/old/t"]
+        assert telemetry.dropped == {"spool_full": 1}

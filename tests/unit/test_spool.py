@@ -2,9 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
-from ingestd.buffer import Batch, MemoryBuffer
+from ingestd.buffer import Batch
 from ingestd.records import RawMessage
 from ingestd.spool import DiskSpool
 
@@ -161,48 +159,3 @@ async def test_a_database_slower_than_ingest_overflows_to_the_spool_not_to_the_b
         await service.sink.close()
         service.dead_letters.close()
     assert len(db.stored) == 3000
-
-
-@pytest.mark.parametrize("policy", ["block", "drop_oldest", "drop_newest"])
-def test_the_full_spool_policies(tmp_path: Path, policy: str) -> None:
-    from ingestd.config import parse_settings
-    from ingestd.flush import Flusher
-    from ingestd.sink import InfluxSink
-    from ingestd.telemetry import Telemetry
-
-    settings = parse_settings(
-        {"influx": {"api": "v1", "database": "d"}, "spool": {"on_full": policy}}
-    )
-    spool = spool_at(tmp_path / "spool", segment_bytes=1 << 20)
-    spool.store(batch_of("old"))
-    spool.max_bytes = spool.size_bytes + 100  # no room for a second batch beside the first
-    buffer = MemoryBuffer(100)
-    acked: list[RawMessage] = []
-    telemetry = Telemetry()
-    flusher = Flusher(
-        settings=settings,
-        buffer=buffer,
-        sink=InfluxSink(settings.influx),
-        spool=spool,
-        telemetry=telemetry,
-        reject=lambda *a, **k: None,
-        ack=acked.extend,
-        flush_dead_letters=lambda: None,
-    )
-    new = RawMessage("sensors/new/t", b"1", 1, mid=9, qos=1)
-    buffer.put(["m,d=new v=1 1"] * 3, new)
-    batch = buffer.take(10)
-    assert batch is not None
-    settled = flusher.spool_batch(batch)
-    remaining = []
-    while (taken := spool.take()) is not None:
-        remaining.append(taken.messages()[0].topic)
-        spool.accept(taken)
-    if policy == "block":
-        assert not settled and acked == [] and remaining == ["sensors/old/t"]
-    elif policy == "drop_oldest":
-        assert settled and acked == [new] and remaining == ["sensors/new/t"]
-        assert telemetry.dropped == {"spool_full": 1}
-    else:
-        assert settled and acked == [new] and remaining == ["sensors/old/t"]
-        assert telemetry.dropped == {"spool_full": 1}
