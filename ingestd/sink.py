@@ -84,7 +84,6 @@ class InfluxSink:
             headers["Content-Encoding"] = "gzip"
         self.headers = headers
         self._session: aiohttp.ClientSession | None = None
-        self._shown: set[str] = set()  # what the last SHOW DATABASES listed
         self.requests = 0
 
     async def open(self) -> None:
@@ -169,13 +168,13 @@ class InfluxSink:
         database is missing and this user may not create it; RetryableSinkError when the
         server cannot be asked now (startup goes on: the spool covers a database that is down)."""
         name = self.settings.database or ""
-        created = await self._query(f'CREATE DATABASE "{_quoted(name)}"')
+        created, _ = await self._query(f'CREATE DATABASE "{_quoted(name)}"')
         if created is None:
             return "created or already there"
-        shown = await self._query("SHOW DATABASES")
+        shown, names = await self._query("SHOW DATABASES")
         if shown is not None:  # not allowed to list either: writes will tell
             return f"not checked ({created}; SHOW DATABASES: {shown})"
-        if name in self._shown:
+        if name in names:
             return "already there"
         user = self.settings.username or "(no user)"
         raise IngestdError(
@@ -183,8 +182,9 @@ class InfluxSink:
             f"create it as an admin: influx -execute 'CREATE DATABASE \"{name}\"'"
         )
 
-    async def _query(self, statement: str) -> str | None:
-        """One InfluxQL statement on /query; None if it succeeded, else why not."""
+    async def _query(self, statement: str) -> tuple[str | None, set[str]]:
+        """One InfluxQL statement on /query: None if it succeeded, else why not; and the first
+        column of the rows it returned (SHOW DATABASES: the names)."""
         await self.open()
         assert self._session is not None
         url = self.settings.url.rstrip("/") + "/query"
@@ -198,15 +198,15 @@ class InfluxSink:
         if status >= 500:
             raise RetryableSinkError(f"HTTP {status} from /query: {text[:200]}")
         error = None if status < 300 else f"HTTP {status}: {text[:200]}"
-        self._shown = set()
+        names: set[str] = set()
         try:
             for result in orjson.loads(text).get("results", []):
                 error = error or result.get("error")
                 for series in result.get("series", []):
-                    self._shown.update(str(row[0]) for row in series.get("values", []))
+                    names.update(str(row[0]) for row in series.get("values", []))
         except (orjson.JSONDecodeError, AttributeError, TypeError, IndexError):
             error = error or f"not an InfluxQL answer: {text[:200]}"
-        return error
+        return error, names
 
     async def ping(self) -> str:
         """Reachability for `ingestd check --connect`: the server's version, or an error."""
