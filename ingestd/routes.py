@@ -17,7 +17,7 @@ from pydantic import TypeAdapter
 from ingestd.config import FieldType, RouteSettings, Settings
 from ingestd.decode import ValueEnvelope, envelope_adapter
 from ingestd.errors import ConfigError
-from ingestd.topics import filter_covers
+from ingestd.topics import filters_overlap
 from ingestd.units import Conversion, parse_conversion
 
 _NAMED_LEVEL = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
@@ -84,9 +84,9 @@ class TopicTemplate:
         levels = ["+" if literal is None else literal for literal in self.literals]
         return "/".join([*levels, "#"] if self.rest else levels)
 
-    def covered_by(self, topic_filter: str) -> bool:
-        """Whether subscribing to `topic_filter` delivers every topic this template matches."""
-        return filter_covers(topic_filter, self.as_filter)
+    def reachable_through(self, topic_filter: str) -> bool:
+        """Whether subscribing to `topic_filter` delivers some topic this template matches."""
+        return filters_overlap(topic_filter, self.as_filter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,9 +213,10 @@ class RouteTable:
 def compile_routes(settings: Settings) -> RouteTable:
     routes = [_compile_route(i, r) for i, r in enumerate(settings.routes)]
     for route in routes:
-        if not any(route.template.covered_by(f) for f in settings.mqtt.topics):
+        if not any(route.template.reachable_through(f) for f in settings.mqtt.topics):
             raise ConfigError(
                 f"routes[{route.index}].topic",
-                f"{route.template.text!r} is not covered by any of mqtt.topics {settings.mqtt.topics}",
+                f"{route.template.text!r} can never match a topic that mqtt.topics "
+                f"{settings.mqtt.topics} delivers",
             )
     return RouteTable(routes)

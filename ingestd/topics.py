@@ -5,23 +5,21 @@ subscriptions, dead letters against subscriptions, and to name the filter a mess
 from __future__ import annotations
 
 
+def filters_overlap(first: str, second: str) -> bool:
+    """Whether some topic is delivered by both filters. A topic is a filter without wildcards,
+    so with a topic as `second` this is whether a subscription to `first` delivers it."""
+    first_levels, second_levels = first.split("/"), second.split("/")
+    for a, b in zip(first_levels, second_levels, strict=False):
+        if a == "#" or b == "#":
+            return True  # '#' takes whatever the other one asks for below this level
+        if a != b and "+" not in (a, b):
+            return False
+    shorter = min(len(first_levels), len(second_levels))
+    longer = first_levels if len(first_levels) > shorter else second_levels
+    # equal lengths, or the longer one ends in a '#' that also delivers its parent level
+    return len(longer) == shorter or longer[shorter:] == ["#"]
+
+
 def filter_matches(topic_filter: str, topic: str) -> bool:
     """Whether a message published to `topic` is delivered by a subscription to `topic_filter`."""
-    return filter_covers(topic_filter, topic)
-
-
-def filter_covers(outer: str, inner: str) -> bool:
-    """Whether subscribing to `outer` delivers every topic that `inner` (a topic, or a filter)
-    matches. A topic is a filter without wildcards, so this is also `filter_matches`."""
-    outer_levels, inner_levels = outer.split("/"), inner.split("/")
-    for i, wanted in enumerate(outer_levels):
-        if wanted == "#":
-            return True
-        if i >= len(inner_levels):
-            return False
-        level = inner_levels[i]
-        if level == "#":
-            return False  # inner goes on below where outer stops
-        if wanted not in ("+", level):
-            return False  # a literal covers neither another literal nor a '+'
-    return len(outer_levels) == len(inner_levels)
+    return filters_overlap(topic_filter, topic)

@@ -34,20 +34,53 @@ def test_template_matches_named_levels(
 
 
 @pytest.mark.parametrize(
-    ("template", "topic_filter", "covered"),
+    ("template", "topic_filter", "reachable"),
     [
         ("sensors/{d}/{m}", "sensors/#", True),
-        ("sensors/{d}/{m}", "sensors/+/+", True),
+        ("sensors/{d}/{m}", "sensors/x/+", True),  # only device x, but that is a topic
         ("sensors/{d}/{m}", "sensors/+", False),
-        ("sensors/{d}/{m}", "sensors/x/+", False),
-        ("{a}/b", "+/b", True),
-        ("{a}/b", "x/b", False),
-        ("a/#", "a/#", True),
-        ("a/#", "a/+", False),
+        ("{node}/status", "heater/#", True),
+        ("{a}/b", "x/b", True),
+        ("{a}/b", "x/c", False),
+        ("a/#", "a/+", True),
+        ("a/#", "b/#", False),
     ],
 )
-def test_template_coverage_by_subscription(template: str, topic_filter: str, covered: bool) -> None:
-    assert TopicTemplate.parse(template, "k").covered_by(topic_filter) is covered
+def test_a_template_is_reachable_through_a_filter_that_delivers_one_of_its_topics(
+    template: str, topic_filter: str, reachable: bool
+) -> None:
+    assert TopicTemplate.parse(template, "k").reachable_through(topic_filter) is reachable
+
+
+@pytest.mark.parametrize(
+    ("topics", "template", "refused"),
+    [
+        (["heater/#"], "{node}/status", False),  # the README's rule: heater/status reaches it
+        (["sensors/#", "heater/+"], "{node}/status", False),
+        (["sensors/#"], "{node}/status/{x}/y", False),
+        (["sensors/#"], "devices/{node}/status", True),
+        (["sensors/+"], "sensors/{d}/{m}", True),
+    ],
+)
+def test_startup_refuses_a_route_only_when_no_subscription_can_deliver_its_topics(
+    topics: list[str], template: str, refused: bool
+) -> None:
+    from ingestd.config import parse_settings
+    from ingestd.errors import ConfigError
+    from ingestd.routes import compile_routes
+
+    settings = parse_settings(
+        {
+            "mqtt": {"topics": topics},
+            "influx": {"api": "v1", "database": "d"},
+            "routes": [{"topic": template, "measurement": "m"}],
+        }
+    )
+    if not refused:
+        assert compile_routes(settings).routes[0].template.text == template
+        return
+    with pytest.raises(ConfigError, match=r"routes\[0\]\.topic: .* can never match a topic"):
+        compile_routes(settings)
 
 
 def test_route_cache_is_bounded_and_keeps_answers_right() -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingestd.topics import filter_covers, filter_matches
+from ingestd.topics import filter_matches, filters_overlap
 
 
 @pytest.mark.parametrize(
@@ -29,18 +30,26 @@ def test_filter_matches_follows_the_spec(topic_filter: str, topic: str, matches:
 
 
 @pytest.mark.parametrize(
-    ("outer", "inner", "covers"),
+    ("first", "second", "overlap"),
     [
         ("sensors/#", "sensors/+/+", True),
-        ("sensors/+/+", "sensors/#", False),
-        ("+/b", "x/b", True),
-        ("x/b", "+/b", False),
-        ("a/+/#", "a/#", False),  # a/# delivers 'a', which a/+/# does not
-        ("a/#", "a/+/#", True),
+        ("heater/#", "+/status", True),  # heater/status: the route `{node}/status` gets it
+        ("+/status", "heater/#", True),
+        ("heater/+", "+/status", True),
+        ("heater/+", "+/status/x", False),
+        ("a/b", "a/+/#", True),  # a/b, through the parent rule of the '#'
+        ("a", "a/+/#", False),  # a/+/# needs a level below 'a'
+        ("a", "a/#", True),
+        ("x/b", "y/+", False),
+        ("a/b/c", "a/b", False),
+        ("#", "", True),
     ],
 )
-def test_filter_covers_is_the_subset_relation(outer: str, inner: str, covers: bool) -> None:
-    assert filter_covers(outer, inner) is covers
+def test_filters_overlap_when_one_topic_is_delivered_by_both(
+    first: str, second: str, overlap: bool
+) -> None:
+    assert filters_overlap(first, second) is overlap
+    assert filters_overlap(second, first) is overlap
 
 
 def reference(topic_filter: str, topic: str) -> bool:
@@ -68,3 +77,27 @@ def test_filter_matches_agrees_with_a_regular_expression(
     topic_filter = "/".join([*levels, "#"] if hash_end else levels)
     topic = "/".join(topic_levels)
     assert filter_matches(topic_filter, topic) is reference(topic_filter, topic)
+
+
+TOPICS = [
+    "/".join(levels)
+    for size in range(1, 6)
+    for levels in itertools.product(["a", "b", ""], repeat=size)
+]
+
+
+@given(
+    st.lists(FILTER_LEVEL, min_size=1, max_size=4),
+    st.booleans(),
+    st.lists(FILTER_LEVEL, min_size=1, max_size=4),
+    st.booleans(),
+)
+def test_filters_overlap_agrees_with_a_search_for_a_common_topic(
+    first_levels: list[str], first_hash: bool, second_levels: list[str], second_hash: bool
+) -> None:
+    # the filters use only the levels 'a', 'b' and '', so a common topic, if there is one, is
+    # among those of at most 5 such levels
+    first = "/".join([*first_levels, "#"] if first_hash else first_levels)
+    second = "/".join([*second_levels, "#"] if second_hash else second_levels)
+    common = any(filter_matches(first, t) and filter_matches(second, t) for t in TOPICS)
+    assert filters_overlap(first, second) is common
