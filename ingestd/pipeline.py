@@ -16,7 +16,7 @@ from ingestd.errors import DropReason, MessageRejected
 from ingestd.fieldtypes import FieldTypes
 from ingestd.logs import get_logger
 from ingestd.records import DeadLetter, RawMessage
-from ingestd.routes import RouteTable
+from ingestd.routes import Route, RouteTable
 from ingestd.telemetry import Telemetry
 from ingestd.transform import SeriesGuard, to_points
 
@@ -46,8 +46,10 @@ class Pipeline:
         self.limits = limits
         self.series = SeriesGuard(limits.max_series_per_route)
 
-    def to_lines(self, message: RawMessage) -> list[str] | None:
-        """The lines this message becomes, None if its route ignores it; MessageRejected if bad."""
+    def to_lines(self, message: RawMessage) -> tuple[list[str], Route | None] | None:
+        """The lines this message becomes, and its route if the payload lacked the route's
+        time_key (stamped with the receive time); None if its route ignores it; MessageRejected
+        if bad."""
         if len(message.payload) > self.limits.max_payload_bytes:
             raise MessageRejected(
                 DropReason.PAYLOAD_TOO_LARGE,
@@ -60,7 +62,7 @@ class Pipeline:
         route, segments = matched
         if route.format == "ignore":
             return None
-        points = to_points(
+        points, time_missing = to_points(
             route,
             segments,
             message.payload,
@@ -70,7 +72,7 @@ class Pipeline:
         )
         for point in points:
             self.series.admit(route, point)
-        return [self.encoder.to_line(point) for point in points]
+        return [self.encoder.to_line(point) for point in points], route if time_missing else None
 
     def handle(self, message: RawMessage) -> None:
         self.telemetry.messages_received += 1
@@ -79,7 +81,7 @@ class Pipeline:
             self.settled(message)
             return
         try:
-            lines = self.to_lines(message)
+            encoded = self.to_lines(message)
         except MessageRejected as exc:
             if exc.reason == DropReason.CARDINALITY_LIMIT:
                 self.telemetry.cardinality_limit_reached(message.topic, exc.detail)
@@ -89,10 +91,13 @@ class Pipeline:
             get_logger().exception("pipeline_error", topic=message.topic)
             self.reject(message, DropReason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
             return
-        if lines is None:
+        if encoded is None:
             self.telemetry.messages_ignored += 1
             self.settled(message)
             return
+        lines, untimed = encoded
+        if untimed is not None:
+            self.telemetry.payload_time_missing(untimed.index, untimed.time_key, message)
         try:
             self.buffer.put(lines, message)
         except BufferClosed:  # arrived during shutdown, after intake closed

@@ -145,13 +145,14 @@ def _compile_route(index: int, route: RouteSettings) -> Route:
     for name, wanted in route.types.items():
         if name in conversions and wanted in ("bool", "string"):
             raise ConfigError(f"{key}.types.{name}", "a converted field must be float or int")
+    time_key = route.time_key or None  # time_key = "": the payloads carry no time
     readings = tuple(route.readings.split(".")) if route.readings else None
     skip = set(route.exclude)
     if readings is None:
         # tag and time keys live beside the readings; keep them out of the fields
         skip.update(route.tag_keys)
-        if route.time_key:
-            skip.add(route.time_key)
+        if time_key:
+            skip.add(time_key)
     return Route(
         index=index,
         template=template,
@@ -165,12 +166,10 @@ def _compile_route(index: int, route: RouteSettings) -> Route:
         readings=readings,
         tag_keys=tuple(route.tag_keys),
         skip_keys=frozenset(skip),
-        time_key=route.time_key,
+        time_key=time_key,
         time_unit=route.time_unit,
         timezone=timezone,
-        envelope=envelope_adapter(route.value_key, route.time_key)
-        if route.format == "value"
-        else None,
+        envelope=envelope_adapter(route.value_key, time_key) if route.format == "value" else None,
         conversions=conversions,
         types=dict(route.types),
     )

@@ -382,6 +382,7 @@ def check_message(
         settings.limits,
     )
     try:
-        return pipeline.to_lines(RawMessage(topic, payload, time.time_ns())), None
+        encoded = pipeline.to_lines(RawMessage(topic, payload, time.time_ns()))
+        return (None if encoded is None else encoded[0]), None
     except MessageRejected as exc:
         return None, f"{exc.reason}: {exc.detail}"

@@ -63,6 +63,7 @@ class Telemetry:
         self.messages_received = 0
         self.messages_ignored = 0
         self.retained_skipped = 0
+        self.messages_without_time = 0
         self.points_spooled = 0
         self.spool_write_errors = 0
         # (bytes held, records replayed, corrupt records skipped), read at scrape time
@@ -86,6 +87,7 @@ class Telemetry:
         # keys are bounded: drop reasons (an enum), subscribed topic filters
         self._drop_logs = LogRate(log_interval_s)
         self._retained_logs = LogRate(log_interval_s)
+        self._time_logs = LogRate(log_interval_s)  # keys: route indexes
         self._last_cardinality_alert = -60.0
         self.write_seconds = Histogram(
             "ingestd_write_duration_seconds",
@@ -128,6 +130,25 @@ class Telemetry:
             first=due.first,
             suppressed_since_last=due.suppressed,
             hint="mqtt.retained = 'skip'; set 'ingest' if your broker marks live messages retained",
+        )
+
+    def payload_time_missing(
+        self, route_index: int, time_key: str | None, message: RawMessage
+    ) -> None:
+        """A route names a time_key and the payload did not hold it: the message is stored,
+        stamped with its receive time. Counted; logged at most once per route and interval."""
+        self.messages_without_time += 1
+        due = self._time_logs.due(str(route_index))
+        if due is None:
+            return
+        self.log.warning(
+            "payload_time_missing",
+            route=f"routes[{route_index}]",
+            time_key=time_key,
+            topic=message.topic,
+            suppressed_since_last=due.suppressed,
+            detail='stamped with the receive time; set time_key = "" on the route if its '
+            "devices send no time",
         )
 
     def cardinality_limit_reached(self, topic: str, detail: str) -> None:
@@ -233,6 +254,12 @@ STATS: tuple[Stat, ...] = (
         "Retained messages replayed by the broker and skipped (mqtt.retained = 'skip')",
         "counter",
         lambda t: t.retained_skipped,
+    ),
+    Stat(
+        "messages_without_time",
+        "Messages stored with their receive time because the payload lacked the route's time_key",
+        "counter",
+        lambda t: t.messages_without_time,
     ),
     Stat(
         "points_written",

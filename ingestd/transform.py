@@ -1,6 +1,8 @@
 """A routed payload becomes points: readings found, typed, unit-converted and time-stamped.
 
 Pure: no I/O, no telemetry. Returns points or raises MessageRejected with a bounded reason.
+It also returns whether the payload lacked the route's time_key, so the pipeline can count
+points stamped with the receive time although the route expects a time in the payload.
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ from ingestd.timestamps import to_ns
 
 MAX_DEPTH = 8
 DEFAULT_LIMITS = LimitSettings()
+
+# The points, and whether the route names a time_key the payload did not hold (they are then
+# stamped with the receive time). A plain tuple: it is built once per message.
+Transformed = tuple[list[Point], bool]
 
 
 def _get_path(data: dict[str, Any], path: str | tuple[str, ...]) -> Any:
@@ -130,6 +136,10 @@ def _time(route: Route, value: Any, received_ns: int) -> int:
     return to_ns(value, route.time_unit, route.timezone)
 
 
+def _time_missing(route: Route, value: Any) -> bool:
+    return value is None and route.time_key is not None
+
+
 def value_points(
     route: Route,
     segments: dict[str, str],
@@ -138,7 +148,7 @@ def value_points(
     *,
     types: FieldTypes,
     limits: LimitSettings,
-) -> list[Point]:
+) -> Transformed:
     data = parse_bare(payload)
     stamp: Any = None
     if isinstance(data, dict):
@@ -160,14 +170,13 @@ def value_points(
         raise MessageRejected(DropReason.INVALID_VALUE, f"no reading: {data!r}")
     measurement = _measurement(route, segments)
     value = _field(route, types, measurement, route.field, data)
-    return [
-        Point(
-            measurement,
-            _checked_tags(_tags(route, segments), limits),
-            ((route.field, value),),
-            _time(route, stamp, received_ns),
-        )
-    ]
+    point = Point(
+        measurement,
+        _checked_tags(_tags(route, segments), limits),
+        ((route.field, value),),
+        _time(route, stamp, received_ns),
+    )
+    return [point], _time_missing(route, stamp)
 
 
 def object_points(
@@ -178,7 +187,7 @@ def object_points(
     *,
     types: FieldTypes,
     limits: LimitSettings,
-) -> list[Point]:
+) -> Transformed:
     data = parse_json(payload)
     if not isinstance(data, dict):
         raise MessageRejected(
@@ -204,9 +213,10 @@ def object_points(
     )
     if not fields:
         raise MessageRejected(DropReason.NO_FIELDS, "the object holds no readings")
-    return [
-        Point(measurement, _checked_tags(tags, limits), fields, _time(route, stamp, received_ns))
-    ]
+    point = Point(
+        measurement, _checked_tags(tags, limits), fields, _time(route, stamp, received_ns)
+    )
+    return [point], _time_missing(route, stamp)
 
 
 def to_points(
@@ -217,7 +227,7 @@ def to_points(
     *,
     types: FieldTypes,
     limits: LimitSettings = DEFAULT_LIMITS,
-) -> list[Point]:
+) -> Transformed:
     if route.format == "value":
         return value_points(route, segments, payload, received_ns, types=types, limits=limits)
     return object_points(route, segments, payload, received_ns, types=types, limits=limits)

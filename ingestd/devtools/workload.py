@@ -31,7 +31,12 @@ ROUTES: list[dict[str, Any]] = [
         "tag_keys": ["device_id"],
         "units": {"temp": "degF -> degC"},
     },
-    {"topic": "devices/{device_id}/{metric}", "format": "value", "measurement": "{metric}"},
+    {
+        "topic": "devices/{device_id}/{metric}",
+        "format": "value",
+        "measurement": "{metric}",
+        "time_key": "",  # bare values carry no time: receive time, not counted as missing
+    },
     {
         "topic": "{site}/{system}/{device}/data",
         "format": "object",

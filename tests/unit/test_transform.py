@@ -45,7 +45,69 @@ def make_pipeline() -> tuple[Pipeline, MemoryBuffer, list[DeadLetter]]:
 
 
 def lines_for(pipeline: Pipeline, topic: str, payload: bytes) -> list[str] | None:
-    return pipeline.to_lines(RawMessage(topic, payload, 1))
+    encoded = pipeline.to_lines(RawMessage(topic, payload, 1))
+    return None if encoded is None else encoded[0]
+
+
+UNTIMED = parse_settings(
+    {
+        "mqtt": {"topics": ["#"]},
+        "influx": {"api": "v1", "database": "db"},
+        "routes": [
+            {"topic": "sensors/{device}/{measurement}"},
+            {"topic": "obj/{device}", "format": "object", "measurement": "obj", "time_key": "t"},
+            {"topic": "bare/{device}/{measurement}", "time_key": ""},
+        ],
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "missing"),
+    [
+        ("sensors/d/t", b'{"v": 1, "ts": 1700000000}', False),
+        ("sensors/d/t", b'{"v": 1}', True),
+        ("sensors/d/t", b'{"v": 1, "ts": null}', True),
+        ("sensors/d/t", b"21.5", True),  # a bare value cannot carry the route's time_key
+        ("obj/d", b'{"a": 1, "t": 1700000000}', False),
+        ("obj/d", b'{"a": 1, "ts": 1700000000}', True),  # the route's key is "t"
+        ("bare/d/t", b"21.5", False),  # time_key = "": these devices send no time
+        ("bare/d/t", b'{"v": 1}', False),
+    ],
+)
+def test_the_transform_says_when_the_payload_lacked_the_routes_time_key(
+    topic: str, payload: bytes, missing: bool
+) -> None:
+    from ingestd.transform import to_points
+
+    match = compile_routes(UNTIMED).match(topic)
+    assert match is not None
+    points, time_missing = to_points(match[0], match[1], payload, 7, types=FieldTypes())
+    assert time_missing is missing
+    if missing:
+        assert points[0].time_ns == 7  # the receive time
+
+
+def test_a_missing_time_is_counted_per_message_and_logged_once_per_route_and_interval() -> None:
+    from structlog.testing import capture_logs
+
+    telemetry = Telemetry(log_interval_s=3600)
+    buffer = MemoryBuffer(10_000)
+    pipeline = Pipeline(compile_routes(UNTIMED), buffer, telemetry, lambda _d: None, LIMITS)
+    with capture_logs() as logs:
+        for i in range(5):
+            pipeline.handle(RawMessage(f"sensors/d{i}/t", b'{"v": 1}', 1))
+            pipeline.handle(RawMessage("obj/d", b'{"a": 1}', 1))
+            pipeline.handle(RawMessage("bare/d/t", b"1", 1))
+            pipeline.handle(RawMessage("sensors/d/t", b'{"v": 1, "ts": 1700000000}', 1))
+    assert telemetry.messages_without_time == 10
+    assert buffer.fill == 20  # all stored: a missing time is a fact, not an error
+    missing = [e for e in logs if e["event"] == "payload_time_missing"]
+    assert [(e["route"], e["time_key"], e["topic"]) for e in missing] == [
+        ("routes[0]", "ts", "sensors/d0/t"),
+        ("routes[1]", "t", "obj/d"),
+    ]
+    assert all(e["log_level"] == "warning" for e in missing)
 
 
 def test_a_field_keeps_float_type_when_a_device_sends_ints_after_floats() -> None:
