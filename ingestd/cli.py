@@ -47,6 +47,12 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--connect", action="store_true", help="also reach the broker and the database"
     )
+    check.add_argument(
+        "--no-secrets",
+        action="store_true",
+        help="check without the deployment's environment: unset ${NAME} references stay as "
+        "written and secrets are not read (they are listed instead)",
+    )
     check.add_argument("--topic", help="an MQTT topic to try")
     check.add_argument("--payload", help="the payload to try with --topic (UTF-8 text)")
     deadletter = sub.add_parser("deadletter", help="work with the dead letters")
@@ -129,16 +135,7 @@ async def _connect(settings: Settings) -> list[str]:
     return problems
 
 
-def _resolve_secrets(settings: Settings) -> None:
-    """Up front, so a missing env var or file is a config error, not a crash later."""
-    settings.mqtt.password()
-    if settings.influx.api == "v2":
-        settings.influx.token()
-    else:
-        settings.influx.password()
-
-
-def _check(args: argparse.Namespace, settings: Settings) -> int:
+def _check(args: argparse.Namespace, settings: Settings, unset: dict[str, str]) -> int:
     from ingestd.routes import compile_routes
     from ingestd.service import check_message
 
@@ -153,8 +150,13 @@ def _check(args: argparse.Namespace, settings: Settings) -> int:
         else:
             print("\n".join(lines))
         return EXIT_OK
-    _resolve_secrets(settings)
+    if not args.no_secrets:
+        settings.check_secrets()
     print(f"config: {args.config} is valid ({len(settings.routes)} routes)")
+    if args.no_secrets:
+        names = ", ".join(f"{name} ({key})" for name, key in unset.items()) or "none"
+        secrets = ", ".join(key for key, _env, _file in settings.secrets()) or "none"
+        print(f"not resolved (--no-secrets): environment variables {names}; secrets {secrets}")
     if args.connect:
         problems = asyncio.run(_connect(settings))
         for problem in problems:
@@ -166,7 +168,7 @@ def _check(args: argparse.Namespace, settings: Settings) -> int:
 def _replay(args: argparse.Namespace, settings: Settings) -> int:
     from ingestd.replay import parse_time, replay
 
-    _resolve_secrets(settings)
+    settings.check_secrets()
     path = args.file or settings.deadletter.path
     try:
         since = parse_time(args.since) if args.since else None
@@ -219,13 +221,17 @@ def run_cli(argv: list[str] | None = None) -> int:
         return EXIT_FAILED if failed else EXIT_OK
     if args.config is None:
         _parser().error("--config is required")
+    no_secrets = args.command == "check" and args.no_secrets
+    if no_secrets and args.connect:
+        _parser().error("check: --connect needs the secrets; leave out --no-secrets")
     try:
-        settings = load_settings(args.config)
+        unset: dict[str, str] = {}
+        settings = load_settings(args.config, unset if no_secrets else None)
         if args.command == "check":
-            return _check(args, settings)
+            return _check(args, settings, unset)
         if args.command == "deadletter":
             return _replay(args, settings)
-        _resolve_secrets(settings)
+        settings.check_secrets()
         return _run(settings)
     except ConfigError as exc:
         print(f"ingestd: config error: {exc}", file=sys.stderr)

@@ -252,6 +252,31 @@ class Settings(_Section):
             )
         return self
 
+    def secrets(self) -> list[tuple[str, str | None, Path | None]]:
+        """Each secret these settings name, as (key, env var, file)."""
+        m, i = self.mqtt, self.influx
+        used = [
+            ("mqtt.password", m.password_env, m.password_file),
+            ("influx.token", i.token_env, i.token_file)
+            if i.api == "v2"
+            else ("influx.password", i.password_env, i.password_file),
+        ]
+        return [(key, env, file) for key, env, file in used if env is not None or file is not None]
+
+    def check_secrets(self) -> None:
+        """Read every secret up front, so a missing env var or file is one config error naming
+        all of them, not a crash later."""
+        problems = []
+        for key, env, file in self.secrets():
+            try:
+                read_secret(env, file, key)
+            except ConfigError as exc:
+                problems.append(exc)
+        if len(problems) == 1:
+            raise problems[0]
+        if problems:
+            raise ConfigError("", "; ".join(str(problem) for problem in problems))
+
     @property
     def ack_overdue_s(self) -> float:
         """How long a message may wait for its ack while the database takes writes."""
@@ -274,11 +299,15 @@ def key_path(loc: tuple[int | str, ...]) -> str:
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def expand_env(value: object, path: tuple[str | int, ...] = ()) -> object:
+def expand_env(
+    value: object, path: tuple[str | int, ...] = (), unset: dict[str, str] | None = None
+) -> object:
     """`${NAME}` and `${NAME:-default}` in string values, from the environment, as compose does:
     one config file serves every deployment (org, bucket, host names come from the stack's .env).
-    A reference to an unset variable without a default is an error naming the key. `$${` is a
-    literal `${`. Secrets still go through *_env / *_file keys, which take names, not values."""
+    `$${` is a literal `${`. Secrets still go through *_env / *_file keys, which take names, not
+    values. A reference to an unset variable without a default is left as written, and recorded
+    in `unset` (variable -> the first key path that names it)."""
+    unset = {} if unset is None else unset
     if isinstance(value, str):
 
         def substitute(match: re.Match[str]) -> str:
@@ -288,15 +317,27 @@ def expand_env(value: object, path: tuple[str | int, ...] = ()) -> object:
                 return found
             if default is not None:
                 return default
-            raise ConfigError(key_path(path), f"environment variable {name} is not set")
+            unset.setdefault(name, key_path(path))
+            return match.group(0)
 
         parts = value.split("$${")
         return "${".join(_ENV_REFERENCE.sub(substitute, part) for part in parts)
     if isinstance(value, dict):
-        return {k: expand_env(v, (*path, k)) for k, v in value.items()}
+        return {k: expand_env(v, (*path, k), unset) for k, v in value.items()}
     if isinstance(value, list):
-        return [expand_env(v, (*path, i)) for i, v in enumerate(value)]
+        return [expand_env(v, (*path, i), unset) for i, v in enumerate(value)]
     return value
+
+
+def unset_variables_error(unset: dict[str, str]) -> ConfigError:
+    """All of them at once, so a new deployment learns its whole environment in one run."""
+    named = ", ".join(f"{name} ({key})" for name, key in unset.items())
+    first_key = next(iter(unset.values()))
+    plural = "s" if len(unset) > 1 else ""
+    return ConfigError(
+        first_key if len(unset) == 1 else "",
+        f"environment variable{plural} not set: {named}",
+    )
 
 
 def parse_settings(data: dict[str, object]) -> Settings:
@@ -313,7 +354,10 @@ def parse_settings(data: dict[str, object]) -> Settings:
         raise ConfigError(key_path(loc), msg) from exc
 
 
-def load_settings(path: Path) -> Settings:
+def load_settings(path: Path, unset: dict[str, str] | None = None) -> Settings:
+    """The settings in a TOML file, with ${NAME} references expanded. A reference to an unset
+    variable is a ConfigError naming every such variable, unless `unset` is given: then each
+    stays as written (`ingestd check --no-secrets`) and is recorded there."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -322,6 +366,11 @@ def load_settings(path: Path) -> Settings:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError("", f"{path} is not valid TOML: {exc}") from exc
-    expanded = expand_env(data)
+    found: dict[str, str] = {}
+    expanded = expand_env(data, (), found)
     assert isinstance(expanded, dict)
+    if found and unset is None:
+        raise unset_variables_error(found)
+    if unset is not None:
+        unset.update(found)
     return parse_settings(expanded)

@@ -132,6 +132,52 @@ def test_an_unset_env_reference_names_its_key(
     assert "TEST_UNSET" in info.value.message
 
 
+def test_every_unset_variable_and_every_missing_secret_is_named_in_one_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("TEST_A", "TEST_B", "TEST_PW", "TEST_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    path = tmp_path / "ingest.toml"
+    path.write_text(
+        '[mqtt]\nusername = "${TEST_A}"\npassword_env = "TEST_PW"\n'
+        '[influx]\norg = "${TEST_B}"\nbucket = "${TEST_A}"\ntoken_env = "TEST_TOKEN"\n'
+    )
+    assert run_cli(["check", "--config", str(path)]) == EXIT_CONFIG
+    assert capsys.readouterr().err.strip() == (
+        "ingestd: config error: environment variables not set: TEST_A (mqtt.username), "
+        "TEST_B (influx.org)"
+    )
+    monkeypatch.setenv("TEST_A", "a")
+    monkeypatch.setenv("TEST_B", "b")
+    assert run_cli(["check", "--config", str(path)]) == EXIT_CONFIG
+    assert capsys.readouterr().err.strip() == (
+        "ingestd: config error: mqtt.password_env: environment variable TEST_PW is not set; "
+        "influx.token_env: environment variable TEST_TOKEN is not set"
+    )
+
+
+def test_check_no_secrets_validates_without_the_environment_and_says_what_it_left_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("TEST_A", "TEST_PW", "TEST_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    path = tmp_path / "ingest.toml"
+    path.write_text(
+        '[mqtt]\nusername = "${TEST_A}"\npassword_env = "TEST_PW"\n'
+        '[influx]\norg = "o"\nbucket = "b"\ntoken_env = "TEST_TOKEN"\n'
+    )
+    assert run_cli(["check", "--config", str(path), "--no-secrets"]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == (
+        "not resolved (--no-secrets): environment variables TEST_A (mqtt.username); "
+        "secrets mqtt.password, influx.token"
+    )
+    path.write_text(path.read_text() + '[batch]\nmax_lines = "lots"\n')  # still validated
+    assert run_cli(["check", "--config", str(path), "--no-secrets"]) == EXIT_CONFIG
+    assert capsys.readouterr().err.startswith("ingestd: config error: batch.max_lines: ")
+    with pytest.raises(SystemExit):
+        run_cli(["check", "--config", str(path), "--no-secrets", "--connect"])
+
+
 def test_qos2_with_paho_is_refused_with_the_reason() -> None:
     with pytest.raises(ConfigError, match="PUBREC before ingestd has stored"):
         parse_settings({**V1, "mqtt": {"transport": "paho", "qos": 2}})
