@@ -21,6 +21,7 @@ from pathlib import Path
 from ingestd import __version__
 from ingestd.config import Settings, load_settings
 from ingestd.errors import ConfigError, DropReason, IngestdError
+from ingestd.logs import configure_logging
 
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
@@ -227,6 +228,8 @@ def run_cli(argv: list[str] | None = None) -> int:
     try:
         unset: dict[str, str] = {}
         settings = load_settings(args.config, unset if no_secrets else None)
+        # before anything logs: log lines go to stderr, and stdout is the command's answer
+        configure_logging(settings.log.format, settings.log.level)
         if args.command == "check":
             return _check(args, settings, unset)
         if args.command == "deadletter":
