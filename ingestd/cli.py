@@ -4,7 +4,7 @@
   ingestd check --config ingest.toml [--connect]    validate the config, optionally reach servers
   ingestd check --config ingest.toml --topic T --payload P
                                                     print the line protocol, or the drop reason
-  ingestd local [--api v1|v2]                       broker + database + ingestd, no Docker
+  ingestd local [--api v1|v2] [--config FILE]      broker + database + ingestd, no Docker
   ingestd simulate --devices N --rate R ...         a fleet of simulated devices (load, demo)
 
 Exit codes: 0 clean shutdown / check passed, 1 check found a problem or a task died,
@@ -92,10 +92,28 @@ def _parser() -> argparse.ArgumentParser:
         help="v1: InfluxDB 1.6 (Debian's influxdb); v2: VictoriaMetrics",
     )
     local.add_argument(
+        "--config",
+        type=Path,
+        dest="config",
+        help="run this config's routes, topics and limits against the local servers "
+        "(default: ./ingest.toml if there is one, else the demo routes)",
+    )
+    local.add_argument(
         "--mqtt-port", type=int, default=1884, help="1883 is often the system broker"
     )
     local.add_argument(
+        "--database-port",
+        type=int,
+        default=8186,
+        help="the database's HTTP port (InfluxDB 1.6 also takes the next one)",
+    )
+    local.add_argument(
         "--http-port", type=int, default=9108, help="ingestd's /metrics and /readyz port"
+    )
+    local.add_argument(
+        "--servers-only",
+        action="store_true",
+        help="start the broker and the database but not ingestd (for deadletter replay)",
     )
     simulate = sub.add_parser(
         "simulate",
@@ -213,9 +231,20 @@ def run_cli(argv: list[str] | None = None) -> int:
             )
             return EXIT_CHECK_FAILED
         try:
-            failed = run_local(args.workdir, args.api, args.mqtt_port, args.http_port)
+            failed = run_local(
+                args.workdir,
+                args.api,
+                config=args.config,
+                mqtt_port=args.mqtt_port,
+                database_port=args.database_port,
+                http_port=args.http_port,
+                servers_only=args.servers_only,
+            )
         except KeyboardInterrupt:  # Ctrl-C while the servers start: they are stopped already
             return EXIT_OK
+        except ConfigError as exc:
+            print(f"ingestd local: config error: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
         except (RuntimeError, OSError) as exc:
             print(f"ingestd local: {exc}", file=sys.stderr)
             return EXIT_CHECK_FAILED

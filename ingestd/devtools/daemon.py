@@ -11,6 +11,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Protocol
 
+import tomli_w
+
 from ingestd.devtools.servers import free_port, wait_until
 
 
@@ -18,31 +20,6 @@ class Broker(Protocol):
     """What ingestd needs of a broker to be pointed at it: Mosquitto, aedes, a scripted fake."""
 
     port: int
-
-
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f'"{k}" = {toml_value(v)}' for k, v in value.items()) + " }"
-    return str(value)
-
-
-def to_toml(config: dict[str, Any]) -> str:
-    out = []
-    for section, body in config.items():
-        if section == "routes":
-            continue
-        out.append(f"[{section}]")
-        out.extend(f"{k} = {toml_value(v)}" for k, v in body.items())
-    for route in config.get("routes", []):
-        out.append("[[routes]]")
-        out.extend(f"{k} = {toml_value(v)}" for k, v in route.items())
-    return "\n".join(out) + "\n"
 
 
 class Ingestd:
@@ -86,7 +63,7 @@ class Ingestd:
         for key, value in overrides.items():
             config[key] = {**config.get(key, {}), **value}
         self.config = workdir / "ingest.toml"
-        self.config.write_text(to_toml(config))
+        self.config.write_text(tomli_w.dumps(config))
         self.log = workdir / "ingestd.log"
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -168,8 +168,9 @@ class InfluxDB1(Process, Database):
     api = "v1"
     database = "sensors"
 
-    def __init__(self, workdir: Path) -> None:
-        port, rpc = free_port(), free_port()
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        """On `port` (its RPC on the next one), or on free ports."""
+        port, rpc = (port, port + 1) if port else (free_port(), free_port())
         data = workdir / "influxdb"
         conf = workdir / "influxdb.conf"
         conf.write_text(
@@ -242,8 +243,8 @@ class VictoriaMetrics(Process, Database):
 
     api = "v2"
 
-    def __init__(self, workdir: Path) -> None:
-        port = free_port()
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        port = port or free_port()
         super().__init__(
             [
                 shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics",
