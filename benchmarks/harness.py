@@ -58,7 +58,7 @@ def machine_info() -> dict[str, Any]:
     model_path = Path("/proc/device-tree/model")
     if model_path.exists():
         pi_model = model_path.read_bytes().rstrip(b"\0").decode(errors="replace")
-    libraries = {}
+    libraries: dict[str, str | None] = {}
     for name in ("ingestd", "aiomqtt", "paho-mqtt", "aiohttp", "orjson", "pydantic", "uvloop"):
         try:
             libraries[name] = metadata.version(name)

@@ -24,7 +24,7 @@ from .stack import quiet_ingestd, running_stack, value_messages
 COUNT = 500 if SMOKE else 20_000
 RUNS = 1 if SMOKE else 3
 
-CASES = {
+CASES: dict[str, tuple[int | None, dict[str, object]]] = {
     # name: (broker max_inflight_messages or None for its default, ingestd mqtt settings)
     "after_write, broker default window (20)": (None, {"ack": "after_write", "max_inflight": 20}),
     "after_write, window 1000": (1000, {"ack": "after_write", "max_inflight": 1000}),

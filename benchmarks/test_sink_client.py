@@ -43,7 +43,7 @@ def batches() -> list[list[str]]:
 
 
 async def ours(url: str, data: list[list[str]]) -> None:
-    sink = InfluxSink(InfluxSettings(url=url, api="v2", org="p4n4", bucket="sensors"))  # type: ignore[call-arg]
+    sink = InfluxSink(InfluxSettings(url=url, api="v2", org="p4n4", bucket="sensors"))
     for batch in data:
         assert await sink.write(batch) == []
     await sink.close()

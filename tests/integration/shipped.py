@@ -7,6 +7,7 @@ import re
 import shutil
 import time
 from pathlib import Path
+from typing import Literal
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -40,7 +41,10 @@ def start_shipped_broker(workdir: Path, passwd: Path) -> tuple[Process, int, int
 
 
 def connect(
-    port: int, user: str | None, password: str = "", transport: str = "tcp"
+    port: int,
+    user: str | None,
+    password: str = "",
+    transport: Literal["tcp", "websockets"] = "tcp",
 ) -> tuple[paho.Client, list[int]]:
     """A started client and the CONNACK reason codes it got (waits up to 5 s for one)."""
     client = paho.Client(

@@ -20,6 +20,7 @@ from ingestd.devtools.servers import InfluxDB1, Mosquitto
 from ingestd.devtools.workload import ROUTES, TOPICS, publish, workload
 from ingestd.records import RawMessage
 from ingestd.service import Service
+from ingestd.source import MqttSource
 
 pytestmark = pytest.mark.integration
 
@@ -65,7 +66,7 @@ async def test_acks_withheld_turn_readyz_false_and_log_an_error_within_the_bound
         written(*args)
         stored_at.append(time.time())
 
-    service.flusher._written = note_written  # type: ignore[method-assign]
+    service.flusher._written = note_written  # type: ignore[method-assign,assignment]
     with capture_logs() as logs:
         run = asyncio.create_task(service.run())
         assert await wait_for(lambda: service.telemetry.mqtt_connected, 10)
@@ -92,6 +93,7 @@ def test_a_database_outage_is_not_a_stall(tmp_path: Path, mosquitto: Mosquitto) 
     settings = settings_for(tmp_path, mosquitto, InfluxDB1(tmp_path))
     service = Service(settings)
     now = time.time_ns()
+    assert isinstance(service.source, MqttSource)
     service.source._unacked[1] = now - 60 * 10**9  # waited 60 s, through an outage
     service.flusher.outage = True
     service.check_acks(now)

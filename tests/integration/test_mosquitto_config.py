@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import paho.mqtt.client as paho
 import pytest
@@ -39,7 +40,9 @@ def shipped_broker(tmp_path: Path) -> Iterator[tuple[int, int]]:
     broker.stop()
 
 
-def client(port: int, user: str | None, transport: str = "tcp") -> tuple[paho.Client, list[int]]:
+def client(
+    port: int, user: str | None, transport: Literal["tcp", "websockets"] = "tcp"
+) -> tuple[paho.Client, list[int]]:
     return connect(port, user, USERS[user] if user else "", transport)
 
 
@@ -49,7 +52,12 @@ def test_shipped_config_enforces_the_acl(shipped_broker: tuple[int, int]) -> Non
     got = threading.Event()
     ingestd, codes = client(port, "ingestd")
     assert codes == [0]
-    ingestd.on_message = lambda _c, _u, m: (received.append(m.topic), got.set())
+
+    def on_message(_client: object, _userdata: object, message: paho.MQTTMessage) -> None:
+        received.append(message.topic)
+        got.set()
+
+    ingestd.on_message = on_message
     ingestd.subscribe("sensors/#", qos=1)
     time.sleep(0.3)
 

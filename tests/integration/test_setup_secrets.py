@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,7 @@ from .shipped import REPO, close, connect, start_shipped_broker
 pytestmark = pytest.mark.integration
 
 
-def load_setup():  # type: ignore[no-untyped-def]
+def load_setup() -> Any:
     spec = importlib.util.spec_from_file_location(
         "setup_secrets", REPO / "compose" / "setup_secrets.py"
     )

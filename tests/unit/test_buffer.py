@@ -66,7 +66,7 @@ def kind(request: pytest.FixtureRequest) -> Kind:
 
 def drain(buffer: Buffer) -> list[str]:
     """Take and accept until empty: the tag of each batch, in order (bounded)."""
-    tags = []
+    tags: list[str] = []
     for _ in range(100):
         batch = buffer.take(LINES_PER_BATCH)
         if batch is None:
@@ -182,18 +182,24 @@ def filled(count: int, max_lines: int = 100) -> MemoryBuffer:
     return buffer
 
 
+def taken(buffer: MemoryBuffer, max_lines: int) -> Batch:
+    batch = buffer.take(max_lines)
+    assert batch is not None
+    return batch
+
+
 def test_take_then_keep_puts_lines_back_in_front_in_order() -> None:
     buffer = filled(5)
-    batch = buffer.take(3)
+    batch = taken(buffer, 3)
     assert batch.lines == ["l0", "l1", "l2"]
     buffer.keep(batch)
-    assert buffer.take(5).lines == ["l0", "l1", "l2", "l3", "l4"]
+    assert taken(buffer, 5).lines == ["l0", "l1", "l2", "l3", "l4"]
 
 
 def test_taken_lines_count_against_capacity_until_accepted() -> None:
     buffer = filled(10, max_lines=10)
     assert buffer.full
-    batch = buffer.take(10)
+    batch = taken(buffer, 10)
     assert buffer.full and buffer.waiting == 0
     buffer.accept(batch)
     assert buffer.fill == 0 and not buffer.full
@@ -203,10 +209,10 @@ async def test_space_is_signalled_only_below_the_resume_mark() -> None:
     buffer = filled(10, max_lines=10)
     waiter = asyncio.create_task(buffer.wait_for_space())
     await asyncio.sleep(0)
-    buffer.accept(buffer.take(3))  # 7 left, resume mark is 5
+    buffer.accept(taken(buffer, 3))  # 7 left, resume mark is 5
     await asyncio.sleep(0)
     assert not waiter.done()
-    buffer.accept(buffer.take(2))
+    buffer.accept(taken(buffer, 2))
     await asyncio.wait_for(waiter, 1)
 
 
@@ -262,7 +268,7 @@ def test_take_never_splits_a_message_across_batches() -> None:
     first, second = RawMessage("a", b"", 1), RawMessage("b", b"", 2)
     buffer.put(["a0", "a1", "a2"], first)
     buffer.put(["b0", "b1"], second)
-    batch = buffer.take(2)
+    batch = taken(buffer, 2)
     assert batch.lines == ["a0", "a1", "a2"] and batch.messages() == [first]
 
 

@@ -9,7 +9,7 @@ from ingestd.config import load_settings, parse_settings
 from ingestd.errors import ConfigError
 from ingestd.routes import compile_routes
 
-V1 = {"influx": {"api": "v1", "database": "db"}}
+V1: dict[str, object] = {"influx": {"api": "v1", "database": "db"}}
 
 
 def error_key(data: dict[str, object]) -> str:
@@ -185,8 +185,12 @@ def test_qos2_with_paho_is_refused_with_the_reason() -> None:
 
 def test_the_ack_watchdog_bound_follows_flush_interval_and_write_timeout() -> None:
     settings = parse_settings(
-        {**V1, "batch": {"flush_interval_s": 2}, "influx": {**V1["influx"], "timeout_s": 5}}
-    )  # type: ignore[dict-item]
+        {
+            **V1,
+            "batch": {"flush_interval_s": 2},
+            "influx": {"api": "v1", "database": "db", "timeout_s": 5},
+        }
+    )
     assert settings.ack_overdue_s == 14.0
     assert parse_settings({**V1, "mqtt": {"ack_overdue_s": 3}}).ack_overdue_s == 3.0
 

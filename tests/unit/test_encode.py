@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
-from influxdb_client import Point as ReferencePoint
+from influxdb_client.client.write.point import Point as ReferencePoint
 
 from ingestd.encode import LineEncoder, to_line
 from ingestd.records import Point
@@ -28,8 +28,8 @@ def test_to_line_agrees_with_influxdb_client(
     reference = ReferencePoint(measurement)
     for key, value in tags.items():
         reference.tag(key, value)
-    for key, value in fields.items():
-        reference.field(key, value)
+    for key, reading in fields.items():
+        reference.field(key, reading)
     reference.time(time_ns)
     ours = Point(measurement, tuple(tags.items()), tuple(fields.items()), time_ns)  # type: ignore[arg-type]
     assert to_line(ours) == reference.to_line_protocol()

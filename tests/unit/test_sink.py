@@ -17,7 +17,7 @@ from .fakedb import fake_database
 
 
 def v1(url: str) -> InfluxSettings:
-    return InfluxSettings(url=url, api="v1", database="db", username="u", password_env="TEST_PW")  # type: ignore[call-arg]
+    return InfluxSettings(url=url, api="v1", database="db", username="u", password_env="TEST_PW")
 
 
 async def test_a_400_costs_only_the_bad_lines(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -44,7 +44,7 @@ async def test_v1_sends_basic_auth_and_v2_sends_token(monkeypatch: pytest.Monkey
         await sink1.write(["m v=1 1"])
         sink2 = InfluxSink(
             InfluxSettings(url=db.url, api="v2", org="o", bucket="b", token_env="TEST_TOKEN")
-        )  # type: ignore[call-arg]
+        )
         await sink2.write(["m v=1 1"])
         await sink1.close()
         await sink2.close()
@@ -67,7 +67,7 @@ async def test_v1_sends_basic_auth_and_v2_sends_token(monkeypatch: pytest.Monkey
 async def test_retryable_statuses_raise_retryable_with_retry_after(status: int) -> None:
     async with fake_database() as db:
         db.script = [(status, {"Retry-After": "7"})]
-        sink = InfluxSink(InfluxSettings(url=db.url, api="v2", bucket="b"))  # type: ignore[call-arg]
+        sink = InfluxSink(InfluxSettings(url=db.url, api="v2", bucket="b"))
         with pytest.raises(RetryableSinkError) as info:
             await sink.write(["m v=1 1"])
         await sink.close()
@@ -77,22 +77,22 @@ async def test_retryable_statuses_raise_retryable_with_retry_after(status: int) 
 async def test_a_413_splits_the_batch() -> None:
     async with fake_database() as db:
         db.script = [(413, {})]
-        sink = InfluxSink(InfluxSettings(url=db.url, api="v2", bucket="b"))  # type: ignore[call-arg]
+        sink = InfluxSink(InfluxSettings(url=db.url, api="v2", bucket="b"))
         assert await sink.write(["m v=1 1", "m v=2 2"]) == []
         await sink.close()
     assert db.stored == ["m v=1 1", "m v=2 2"]
 
 
 async def test_unreachable_database_is_retryable() -> None:
-    sink = InfluxSink(InfluxSettings(url="http://127.0.0.1:9", api="v2", bucket="b", timeout_s=2))  # type: ignore[call-arg]
+    sink = InfluxSink(InfluxSettings(url="http://127.0.0.1:9", api="v2", bucket="b", timeout_s=2))
     with pytest.raises(RetryableSinkError):
         await sink.write(["m v=1 1"])
     await sink.close()
 
 
 async def test_flusher_keeps_the_batch_through_503s_and_dead_letters_only_rejected_lines(
-    tmp_path,
-) -> None:  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
     async with fake_database() as db:
         db.script = [(503, {"Retry-After": "0"}), (429, {})]
         settings = parse_settings(
@@ -137,7 +137,7 @@ async def test_flusher_keeps_the_batch_through_503s_and_dead_letters_only_reject
 
 async def test_a_503_while_isolating_a_400_resumes_where_it_stopped() -> None:
     async with fake_database() as db:
-        sink = InfluxSink(InfluxSettings(url=db.url, api="v2", bucket="b"))  # type: ignore[call-arg]
+        sink = InfluxSink(InfluxSettings(url=db.url, api="v2", bucket="b"))
         lines = [f"m v={i} {i}" for i in range(8)]
         lines[1] = "m BAD=1 1"
         # whole batch 400, [0:4] 400, [0:2] 400, [0] written, [1] 400, then [2:4] meets a 503
@@ -145,7 +145,7 @@ async def test_a_503_while_isolating_a_400_resumes_where_it_stopped() -> None:
         with pytest.raises(RetryableSinkError) as info:
             await sink.write(lines)
         sent_before = len(db.requests)
-        rejected = await sink.write(lines, info.value.progress)  # type: ignore[arg-type]
+        rejected = await sink.write(lines, info.value.progress)
         await sink.close()
     assert [r.index for r in rejected] == [1]
     # the resumed write sends only [2:4] and [4:8]; nothing before the failure again

@@ -18,7 +18,7 @@ def source_into(
     async def never() -> None:
         await asyncio.sleep(0)
 
-    settings = MqttSettings(ack=ack)  # type: ignore[arg-type]
+    settings = MqttSettings(ack=ack)
     hooks = SourceHooks(handled.append, lambda: False, never, invalid.append, lambda _why: None)
     return MqttSource(settings, hooks, Telemetry())
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pint
 import pytest
@@ -10,7 +11,7 @@ from hypothesis import strategies as st
 from ingestd.errors import ConfigError
 from ingestd.units import parse_conversion
 
-REFERENCE = pint.UnitRegistry()
+REFERENCE: Any = pint.UnitRegistry()  # pint ships no type hints
 
 
 def test_fahrenheit_to_celsius_is_exact_at_known_points() -> None:
