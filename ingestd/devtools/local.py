@@ -91,6 +91,8 @@ def run_local(
     servers = workdir.resolve()  # the servers run with it as their cwd
     _free(mqtt_port, "MQTT", "--mqtt-port")
     _free(database_port, "database", "--database-port")
+    if api == "v1":
+        _free(database_port + 1, "InfluxDB's RPC, beside its HTTP port", "--database-port")
     if not servers_only:
         _free(http_port, "ingestd's /metrics", "--http-port")
     broker = Mosquitto(servers, port=mqtt_port)
