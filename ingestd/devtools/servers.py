@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import getpass
 import json
+import os
 import shutil
 import signal
 import socket
@@ -68,6 +69,17 @@ def docker_available() -> bool:
         )
     except (OSError, subprocess.TimeoutExpired):
         return False
+
+
+def interrupt_session(proc: subprocess.Popen[Any], timeout_s: float) -> int:
+    """Ctrl-C for a process started with start_new_session=True: SIGINT, and if it has not
+    stopped within `timeout_s`, SIGKILL for its whole session (the servers it started too)."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        return proc.wait(timeout=10)
 
 
 @dataclass

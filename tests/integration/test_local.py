@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import urllib.parse
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ingestd.devtools.servers import free_port, http, port_open, wait_until
+from ingestd.devtools.servers import free_port, http, interrupt_session, port_open, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -44,8 +43,7 @@ class Local:
 
     def stop(self) -> int:
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGINT)
-        code = self.proc.wait(timeout=60)
+        code = interrupt_session(self.proc, timeout_s=60)
         self.proc = None
         return code
 
@@ -69,14 +67,8 @@ class Local:
 def local(tmp_path: Path) -> Iterator[Local]:
     running = Local(tmp_path / "work")
     yield running
-    proc = running.proc
-    if proc is not None and proc.poll() is None:  # a failed test: stop it, and its servers
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+    if running.proc is not None and running.proc.poll() is None:  # a failed test
+        interrupt_session(running.proc, timeout_s=30)
 
 
 def test_local_keeps_its_data_and_a_fixed_route_replays_what_it_dead_lettered(

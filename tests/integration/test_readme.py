@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from ingestd.devtools.local import DATABASE_PORT, HTTP_PORT, MQTT_PORT
-from ingestd.devtools.servers import http, port_open, wait_until
+from ingestd.devtools.servers import http, interrupt_session, port_open, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -121,12 +120,7 @@ def local(clone: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
         wait_until(lambda: http("GET", ready)[0] == 200, 90, "ingestd local's /readyz")
         yield proc
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        interrupt_session(proc, timeout_s=60)
 
 
 def test_the_readme_runs_as_written_from_a_fresh_copy(
