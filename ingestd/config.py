@@ -299,15 +299,12 @@ def key_path(loc: tuple[int | str, ...]) -> str:
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def expand_env(
-    value: object, path: tuple[str | int, ...] = (), unset: dict[str, str] | None = None
-) -> object:
+def expand_env(value: object, unset: dict[str, str], path: tuple[str | int, ...] = ()) -> object:
     """`${NAME}` and `${NAME:-default}` in string values, from the environment, as compose does:
     one config file serves every deployment (org, bucket, host names come from the stack's .env).
     `$${` is a literal `${`. Secrets still go through *_env / *_file keys, which take names, not
     values. A reference to an unset variable without a default is left as written, and recorded
     in `unset` (variable -> the first key path that names it)."""
-    unset = {} if unset is None else unset
     if isinstance(value, str):
 
         def substitute(match: re.Match[str]) -> str:
@@ -323,9 +320,9 @@ def expand_env(
         parts = value.split("$${")
         return "${".join(_ENV_REFERENCE.sub(substitute, part) for part in parts)
     if isinstance(value, dict):
-        return {k: expand_env(v, (*path, k), unset) for k, v in value.items()}
+        return {k: expand_env(v, unset, (*path, k)) for k, v in value.items()}
     if isinstance(value, list):
-        return [expand_env(v, (*path, i), unset) for i, v in enumerate(value)]
+        return [expand_env(v, unset, (*path, i)) for i, v in enumerate(value)]
     return value
 
 
@@ -367,7 +364,7 @@ def load_settings(path: Path, unset: dict[str, str] | None = None) -> Settings:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError("", f"{path} is not valid TOML: {exc}") from exc
     found: dict[str, str] = {}
-    expanded = expand_env(data, (), found)
+    expanded = expand_env(data, found)
     assert isinstance(expanded, dict)
     if found and unset is None:
         raise unset_variables_error(found)
