@@ -154,10 +154,12 @@ class LatencyProxy:
 
 @dataclass
 class Probe:
-    """One load through the whole path, reconciled."""
+    """One load through the whole path, reconciled. For a reference probe (reference.py),
+    `stored` is what the counting subscriber received."""
 
     qos: int
     offered_rate: float | None  # None: a burst
+    subscriber: str = "ingestd"
     published: int = 0
     received: int = 0
     stored: int = 0
@@ -166,8 +168,8 @@ class Probe:
     publish_s: float = 0.0
     settle_s: float = 0.0  # from the last publish until everything was stored
     stored_rate: float = 0.0  # stored per second, from first publish to last store
-    ingestd_cpu_ms_per_1000: float = 0.0
-    ingestd_peak_rss_mb: float = 0.0
+    cpu_ms_per_1000: float = 0.0  # of the subscriber: ingestd, or the reference
+    peak_rss_mb: float = 0.0
     simulator_cpu_ms_per_1000: float | None = None
     latency: dict[str, float] = field(default_factory=dict)
     # /metrics reads that failed (ingestd's event loop too busy to answer within the timeout)
@@ -289,8 +291,8 @@ def _drive(broker: Mosquitto, db: InfluxDB1, ingestd: Any, workdir: Path, load: 
         publish_s=publish_s,
         settle_s=round(settled_at - published_at, 2),
         stored_rate=round(published / (publish_s + settled_at - published_at)),
-        ingestd_cpu_ms_per_1000=round(1e6 * cpu / max(received, 1), 2),
-        ingestd_peak_rss_mb=round(ingestd.peak_rss_mb(), 1),
+        cpu_ms_per_1000=round(1e6 * cpu / max(received, 1), 2),
+        peak_rss_mb=round(ingestd.peak_rss_mb(), 1),
         simulator_cpu_ms_per_1000=report.get("send_cpu_ms_per_1000"),
         metrics_unanswered=unanswered,
     )
@@ -324,6 +326,33 @@ def settle(
             last, last_change = done, time.monotonic()
         time.sleep(0.05)
     return metrics, unanswered
+
+
+def highest_rate(passes: Callable[[float], bool], start: float, smoke: bool = SMOKE) -> float:
+    """From `start`, multiply the rate by 1.5 while it passes (divide while it fails) to
+    bracket the highest passing rate, then bisect twice. 0 if even 1/10 of `start` fails.
+    `smoke`: stop at the first passing rate."""
+    good, bad = 0.0, float(start)
+    if passes(bad):
+        good, bad = bad, bad * 1.5
+        while not smoke and passes(bad):
+            good, bad = bad, bad * 1.5
+    else:
+        while bad > start / 10:
+            candidate = round(bad / 1.5, -2)
+            if passes(candidate):
+                good = candidate
+                break
+            bad = candidate
+        if good == 0:
+            return 0.0
+    for _ in range(0 if smoke else 2):
+        middle = round((good + bad) / 2, -2)
+        if passes(middle):
+            good = middle
+        else:
+            bad = middle
+    return good
 
 
 def _dropped(metrics: dict[str, float]) -> float:

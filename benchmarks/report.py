@@ -102,8 +102,32 @@ def markdown(result: dict[str, Any]) -> str:
         + " |"
         for row in rows
     ]
+    lines += ["", *reference_table(result)]
     lines += ["", "Targets: " + "; ".join(f"{k}: {v}" for k, v in TARGETS.items()), ""]
     return "\n".join(lines)
+
+
+def reference_table(result: dict[str, Any]) -> list[str]:
+    """ingestd's lossless rate beside the references of the same run (reference.py)."""
+    lines = [
+        "Lossless msg/s against the references measured in the same run (medians; the share is "
+        "the median of the per-run ratios):",
+        "",
+        "| | ingestd | mosquitto_sub | ingestd share | paho counter | ingestd / paho |",
+        "|---|---|---|---|---|---|",
+    ]
+    for qos in ("qos0", "qos1"):
+        refs = _get(result, "lossless_rate", qos, "references") or {}
+        row = [
+            _get(result, "lossless_rate", qos, "median_msg_per_s"),
+            _get(refs, "mosquitto_sub", "median_msg_per_s"),
+            _get(refs, "mosquitto_sub", "ingestd_share_median"),
+            _get(refs, "paho", "median_msg_per_s"),
+            _get(refs, "paho", "ingestd_share_median"),
+        ]
+        cells = ["n/a" if v is None else f"{v:,}" for v in row]
+        lines.append(f"| {qos.upper().replace('QOS', 'QoS ')} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def chart(result: dict[str, Any], path: Path) -> None:

@@ -6,7 +6,8 @@ dead-lettered, and the broker's $SYS drop counter at 0).
     BENCH_SMOKE=1 pytest benchmarks/ -q             # tiny sizes, what CI runs
     BENCH_RUNS=1 BENCH_SECONDS=10 pytest ...        # quicker, noisier
 
-(a) the highest paced rate sustained with zero loss (ramp x1.5, then bisection),
+(a) the highest paced rate sustained with zero loss (ramp x1.5, then bisection), and the same
+for the references in reference.py (mosquitto_sub, a paho counting subscriber) in the same run,
 (b) the time to drain a 100k-message burst, (c) p50/p99 publish-to-stored latency at 1k msg/s
 (flush_interval_s = 1), (d) ingestd CPU per 1,000 messages and peak RSS at 10k msg/s and
 through a 200k burst; each at QoS 0 and QoS 1 (acks after storage, window 1000). Results:
@@ -16,11 +17,13 @@ results/end_to_end.json (with machine facts), end_to_end.md and end_to_end.png.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from .harness import SMOKE, Load, Probe, median_of, probe, probe_dict
+from .harness import SMOKE, Load, Probe, highest_rate, median_of, probe, probe_dict
+from .reference import COUNTERS, reference_probe
 from .report import RUN
 
 RUNS = 1 if SMOKE else int(os.environ.get("BENCH_RUNS", "3"))
@@ -32,40 +35,64 @@ DEFAULT_FLUSH = {"batch": {"flush_interval_s": 1.0}}  # the shipped default, for
 QOS = [0, 1]
 
 
-def ramp(qos: int) -> tuple[float, list[Probe]]:
-    """Multiply the rate by 1.5 until a probe loses or falls behind, then bisect twice."""
+def ramp(qos: int, subscriber: str = "ingestd", start: float = START_RATE) -> Rated:
+    """The highest rate `subscriber` (ingestd, or a reference.COUNTERS name) keeps up with."""
     probes: list[Probe] = []
 
     def passes(rate: float) -> bool:
-        result = probe(Load(qos, rate, seconds=SECONDS))
+        load = Load(qos, rate, seconds=SECONDS)
+        result = probe(load) if subscriber == "ingestd" else reference_probe(load, subscriber)
         probes.append(result)
         return result.keeps_up(KEEP_UP_GRACE_S, SECONDS)
 
-    good, bad = 0.0, float(START_RATE)
-    while passes(bad):
-        good, bad = bad, bad * 1.5
-        if SMOKE:
-            return good, probes
-    for _ in range(2):
-        middle = round((good + bad) / 2, -2)
-        if passes(middle):
-            good = middle
-        else:
-            bad = middle
-    return good, probes
+    return Rated(highest_rate(passes, start), probes)
+
+
+@dataclass(frozen=True)
+class Rated:
+    rate: float
+    probes: list[Probe]
 
 
 @pytest.mark.parametrize("qos", QOS)
 def test_a_highest_lossless_rate(qos: int) -> None:
-    runs = [ramp(qos) for _ in range(RUNS)]
-    rates = [rate for rate, _ in runs]
+    """ingestd's ramp, then each reference's from ingestd's rate, run by run, so that machine
+    drift over the session falls on both sides of each ratio alike."""
+    runs: list[dict[str, Rated]] = []
+    for _ in range(RUNS):
+        ours = ramp(qos)
+        run = {"ingestd": ours}
+        for name in COUNTERS:
+            run[name] = ramp(qos, name, start=ours.rate or START_RATE)
+        runs.append(run)
+    rates = [run["ingestd"].rate for run in runs]
+    references = {
+        name: {
+            "median_msg_per_s": median_of([run[name].rate for run in runs]),
+            "runs": [run[name].rate for run in runs],
+            "ingestd_share_median": median_of(
+                [run["ingestd"].rate / run[name].rate if run[name].rate else 0.0 for run in runs]
+            ),
+        }
+        for name in COUNTERS
+    }
     RUN["lossless_rate"][f"qos{qos}"] = {
         "median_msg_per_s": median_of(rates),
         "runs": rates,
         "probe_seconds": SECONDS,
-        "probes": [probe_dict(p) for _, probes in runs for p in probes],
+        "references": references,
+        "probes": [probe_dict(p) for run in runs for p in run["ingestd"].probes],
+        "reference_probes": [
+            probe_dict(p) for run in runs for name in COUNTERS for p in run[name].probes
+        ],
     }
-    print(f"\nQoS {qos}: highest lossless rate {median_of(rates):,.0f} msg/s (runs {rates})")
+    shares = ", ".join(
+        f"{r['ingestd_share_median']:.2f} of {name} ({r['median_msg_per_s']:,.0f})"
+        for name, r in references.items()
+    )
+    print(
+        f"\nQoS {qos}: highest lossless rate {median_of(rates):,.0f} msg/s (runs {rates}); {shares}"
+    )
     assert all(rate > 0 for rate in rates), "not even the starting rate was lossless"
 
 
@@ -110,11 +137,11 @@ def test_d_cpu_and_memory(qos: int) -> None:
     assert all(p.lossless for p in paced + bursts)
     RUN["cpu_memory"][f"qos{qos}"] = {
         "paced_rate": rate,
-        "cpu_ms_per_1000_median": median_of([p.ingestd_cpu_ms_per_1000 for p in paced]),
-        "peak_rss_mb_paced_median": median_of([p.ingestd_peak_rss_mb for p in paced]),
+        "cpu_ms_per_1000_median": median_of([p.cpu_ms_per_1000 for p in paced]),
+        "peak_rss_mb_paced_median": median_of([p.peak_rss_mb for p in paced]),
         "burst": burst,
-        "peak_rss_mb_burst_median": median_of([p.ingestd_peak_rss_mb for p in bursts]),
-        "cpu_ms_per_1000_burst_median": median_of([p.ingestd_cpu_ms_per_1000 for p in bursts]),
+        "peak_rss_mb_burst_median": median_of([p.peak_rss_mb for p in bursts]),
+        "cpu_ms_per_1000_burst_median": median_of([p.cpu_ms_per_1000 for p in bursts]),
         "simulator_cpu_ms_per_1000_median": median_of(
             [p.simulator_cpu_ms_per_1000 or 0.0 for p in paced]
         ),

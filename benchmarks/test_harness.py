@@ -3,7 +3,9 @@ probe did not keep up), never a crash of the run. Fast; runs in smoke mode too."
 
 from __future__ import annotations
 
-from .harness import Probe, settle
+import pytest
+
+from .harness import Probe, highest_rate, settle
 
 
 class Readings:
@@ -40,3 +42,29 @@ def test_settling_ends_when_everything_is_stored() -> None:
     }
     metrics, unanswered = settle(lambda: {**done, "ingestd_buffer_lines": 0.0}, 100, quiet_s=5)
     assert unanswered == 0 and metrics["ingestd_points_written_total"] == 90
+
+
+@pytest.mark.parametrize(
+    ("start", "ceiling", "found", "tried"),
+    [
+        # up from 5,000: 7,500, 11,250 pass, 16,875 fails; bisection 14,100 ok, 15,500 fails
+        (5_000, 15_000, 14_100, [5000, 7500, 11250, 16875, 14100, 15500]),
+        # down from 40,000 (a reference slower than ingestd): 26,700 fails, 17,800 passes; 22,200 fails, 20,000 passes
+        (40_000, 20_000, 20_000, [40000, 26700, 17800, 22200, 20000]),
+    ],
+)
+def test_highest_rate_brackets_from_its_start_either_way(
+    start: float, ceiling: float, found: float, tried: list[float]
+) -> None:
+    rates: list[float] = []
+
+    def passes(rate: float) -> bool:
+        rates.append(rate)
+        return rate <= ceiling
+
+    assert highest_rate(passes, start, smoke=False) == found
+    assert [round(r) for r in rates] == tried
+
+
+def test_highest_rate_is_zero_when_nothing_passes() -> None:
+    assert highest_rate(lambda _rate: False, 5_000, smoke=False) == 0.0

@@ -33,10 +33,10 @@ def test_transport(transport: str, qos: int) -> None:
     bursts = [probe(Load(qos, None, count=BURST), ingestd_overrides=mqtt) for _ in range(RUNS)]
     assert all(p.lossless for p in paced + bursts), [probe_dict(p) for p in paced + bursts]
     MEASURED[f"{transport} qos{qos}"] = {
-        "cpu_ms_per_1000_at_rate": median_of([p.ingestd_cpu_ms_per_1000 for p in paced]),
-        "peak_rss_mb_at_rate": median_of([p.ingestd_peak_rss_mb for p in paced]),
+        "cpu_ms_per_1000_at_rate": median_of([p.cpu_ms_per_1000 for p in paced]),
+        "peak_rss_mb_at_rate": median_of([p.peak_rss_mb for p in paced]),
         "burst_stored_s": median_of([p.publish_s + p.settle_s for p in bursts]),
-        "cpu_ms_per_1000_burst": median_of([p.ingestd_cpu_ms_per_1000 for p in bursts]),
+        "cpu_ms_per_1000_burst": median_of([p.cpu_ms_per_1000 for p in bursts]),
         "runs": [probe_dict(p) for p in paced + bursts],
     }
     print(f"\n{transport} QoS {qos}: {MEASURED[f'{transport} qos{qos}']}")

@@ -16,6 +16,20 @@ import tomli_w
 from ingestd.devtools.servers import free_port, wait_until
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time process `pid` has used so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid: int) -> float:
+    """Process `pid`'s peak resident memory (VmHWM) in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 class Broker(Protocol):
     """What ingestd needs of a broker to be pointed at it: Mosquitto, aedes, a scripted fake."""
 
@@ -124,16 +138,12 @@ class Ingestd:
     def cpu_seconds(self) -> float:
         """User + system CPU time the ingestd process has used so far (from /proc)."""
         assert self.proc is not None
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.proc.pid)
 
     def peak_rss_mb(self) -> float:
         """The process's peak resident memory (VmHWM) in MB."""
         assert self.proc is not None
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
+        return peak_rss_mb(self.proc.pid)
 
     def kill(self) -> None:
         """SIGKILL: no shutdown, no drain, nothing flushed."""
