@@ -48,8 +48,8 @@ class Pipeline:
 
     def to_lines(self, message: RawMessage) -> tuple[list[str], Route | None] | None:
         """The lines this message becomes, and its route if the payload lacked the route's
-        time_key (stamped with the receive time); None if its route ignores it; MessageRejected
-        if bad."""
+        time_key (stamped with the receive time); None if it is not a reading (its route ignores
+        it, or it holds no reading); MessageRejected if bad."""
         if len(message.payload) > self.limits.max_payload_bytes:
             raise MessageRejected(
                 DropReason.PAYLOAD_TOO_LARGE,
@@ -70,6 +70,8 @@ class Pipeline:
             types=self.field_types,
             limits=self.limits,
         )
+        if not points:  # the payload held no reading (nan, unavailable, null, ...)
+            return None
         for point in points:
             self.series.admit(route, point)
         return [self.encoder.to_line(point) for point in points], route if time_missing else None

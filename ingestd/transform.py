@@ -11,14 +11,13 @@ import math
 from typing import Any
 
 from ingestd.config import LimitSettings
-from ingestd.decode import parse_bare, parse_json, validate_envelope
+from ingestd.decode import flatten, is_absent, parse_bare, parse_json, validate_envelope
 from ingestd.errors import DropReason, MessageRejected
 from ingestd.fieldtypes import FieldTypes, coerce
 from ingestd.records import FieldValue, Point
 from ingestd.routes import Route
 from ingestd.timestamps import to_ns
 
-MAX_DEPTH = 8
 DEFAULT_LIMITS = LimitSettings()
 
 # The points, and whether the route names a time_key the payload did not hold (they are then
@@ -38,26 +37,6 @@ def _get_path(data: dict[str, Any], path: str | tuple[str, ...]) -> Any:
             return None
         node = node[part]
     return node
-
-
-def _flatten(
-    node: Any, prefix: str, out: list[tuple[str, Any]], depth: int, max_readings: int
-) -> None:
-    if depth > MAX_DEPTH:
-        raise MessageRejected(
-            DropReason.SCHEMA_MISMATCH, f"nesting deeper than {MAX_DEPTH} at {prefix!r}"
-        )
-    items = node.items() if isinstance(node, dict) else enumerate(node)
-    for key, value in items:
-        name = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, dict | list):
-            _flatten(value, name, out, depth + 1, max_readings)
-        else:
-            out.append((name, value))
-            if len(out) > max_readings:
-                raise MessageRejected(
-                    DropReason.LIMIT_EXCEEDED, f"more than limits.max_readings = {max_readings}"
-                )
 
 
 def _field(route: Route, types: FieldTypes, measurement: str, key: str, raw: Any) -> FieldValue:
@@ -155,19 +134,12 @@ def value_points(
         assert route.envelope is not None
         envelope = validate_envelope(route.envelope, data)
         data, stamp = envelope.value, envelope.ts
-    elif data is None or isinstance(data, list):
+    elif isinstance(data, list):
         raise MessageRejected(
             DropReason.SCHEMA_MISMATCH, f"expected a value or an object, got {type(data).__name__}"
         )
-    if isinstance(data, str) and data.strip().lower() in (
-        "nan",
-        "none",
-        "null",
-        "inf",
-        "-inf",
-        "infinity",
-    ):
-        raise MessageRejected(DropReason.INVALID_VALUE, f"no reading: {data!r}")
+    if is_absent(data):
+        return [], False
     measurement = _measurement(route, segments)
     value = _field(route, types, measurement, route.field, data)
     point = Point(
@@ -205,13 +177,15 @@ def object_points(
             tags.append((key, coerce(key, tag, "string")))  # type: ignore[arg-type]
     stamp = _get_path(data, route.time_key) if route.time_key else None
     flat: list[tuple[str, Any]] = []
-    _flatten(readings, "", flat, 1, limits.max_readings)
+    flatten(readings, "", flat, limits.max_readings)
     fields = tuple(
         (key, _field(route, types, measurement, key, raw))
         for key, raw in flat
-        if raw is not None and key not in route.skip_keys
+        if not is_absent(raw) and key not in route.skip_keys
     )
     if not fields:
+        if any(key not in route.skip_keys for key, _raw in flat):
+            return [], False  # only "no reading" markers: ignored, not an error
         raise MessageRejected(DropReason.NO_FIELDS, "the object holds no readings")
     point = Point(
         measurement, _checked_tags(tags, limits), fields, _time(route, stamp, received_ns)

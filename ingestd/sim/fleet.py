@@ -28,7 +28,7 @@ import orjson
 BAD_MESSAGES = [  # (topic, payload, the drop reason ingestd must give it)
     ("sensors/dev-1/temperature", b'{"v": 22.5', "invalid_json"),
     ("sensors/dev-1/temperature", b'{"value": 22.5}', "schema_mismatch"),
-    ("sensors/dev-1/temperature", b"nan", "invalid_value"),
+    ("sensors/dev-1/temperature", b"\xff\xfe", "invalid_value"),  # not UTF-8
     ("sensors/dev-1/temperature", b'{"v": 1, "ts": "soon"}', "invalid_timestamp"),
     ("sensors/dev-1", b"22.5", "unknown_topic"),
     ("iot/telemetry/edge-1", b'{"device_id": "x", "data": "not an object"}', "schema_mismatch"),

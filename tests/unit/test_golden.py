@@ -103,14 +103,22 @@ CASES = [
     ),
     # ignored traffic is neither written nor an error
     ("status/dev-1", "online", None),
+    # and neither is "no reading", in every form devices send it
+    ("sensors/d/t", "nan", None),
+    ("sensors/d/t", "", None),
+    ("sensors/d/t", "None", None),
+    ("sensors/d/t", "null", None),
+    ("sensors/d/t", '{"v": "unavailable"}', None),
+    ("sensors/d/t", '{"v": "unknown", "ts": 1700000000}', None),
+    ("sensors/d/t", '{"v": null}', None),
+    ("paku/ruuvi/van_inside/data", '{"temperature_c": "nan", "humidity_percent": null}', None),
 ]
 
 DROPS = [
     ("sensors/d/t", '{"v": 22.5', "invalid_json"),
     ("sensors/d/t", '{"v": NaN}', "invalid_json"),
     ("sensors/d/t", '{"v": 1e999}', "invalid_json"),
-    ("sensors/d/t", "nan", "invalid_value"),
-    ("sensors/d/t", "", "invalid_value"),
+    ("sensors/d/t", "\udcff", "invalid_value"),
     ("sensors/d/t", '{"value": 1}', "schema_mismatch"),
     ("sensors/d/t", '{"v": [1, 2]}', "schema_mismatch"),
     ("sensors/d/t", "[1, 2]", "schema_mismatch"),
@@ -147,6 +155,7 @@ def test_message_becomes_exact_line(topic: str, payload: str, expected: str | No
 
 @pytest.mark.parametrize(("topic", "payload", "reason"), DROPS)
 def test_bad_message_is_dropped_with_reason(topic: str, payload: str, reason: str) -> None:
-    lines, got = check_message(CONFIG, topic, payload.encode())
+    # surrogateescape: "\udcff" in a case is the byte 0xff, a payload that is not UTF-8
+    lines, got = check_message(CONFIG, topic, payload.encode("utf-8", "surrogateescape"))
     assert lines is None
     assert got is not None and got.split(":")[0] == reason

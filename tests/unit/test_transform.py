@@ -209,10 +209,11 @@ json_values = st.recursive(
     ),
 )
 def test_no_input_escapes_the_pipeline(topic: str, payload: bytes) -> None:
-    """Every message is either buffered or dead-lettered with a known reason; nothing raises."""
+    """Every message is buffered, dead-lettered with a known reason, or counted as holding no
+    reading; nothing raises."""
     pipeline, buffer, letters = make_pipeline()
     pipeline.handle(RawMessage(topic, payload, 1))
-    assert buffer.fill + len(letters) >= 1
+    assert buffer.fill + len(letters) + pipeline.telemetry.messages_ignored == 1
     assert all(letter.reason != "internal_error" for letter in letters)
 
 
@@ -253,3 +254,16 @@ def test_long_tag_values_and_too_many_readings_exceed_limits() -> None:
     with pytest.raises(MessageRejected) as info:
         lines_for(pipeline, "obj/d", many.encode())
     assert info.value.reason == "limit_exceeded"
+
+
+def test_no_reading_markers_never_decide_a_fields_type() -> None:
+    """Issue 11: `unavailable, 21.5, 22, unknown, 23.25` on one field was stored as strings,
+    because the first sighting fixed the type and the markers were readings then."""
+    pipeline, buffer, letters = make_pipeline()
+    sequence = [b'{"v": "unavailable"}', b"21.5", b'{"v": 22}', b"unknown", b'{"v": 23.25}']
+    for i, payload in enumerate(sequence):
+        pipeline.handle(RawMessage("sensors/d/t", payload, i + 1))
+    batch = buffer.take(100)
+    assert batch is not None
+    assert [line.split(" ")[1] for line in batch.lines] == ["value=21.5", "value=22", "value=23.25"]
+    assert letters == [] and pipeline.telemetry.messages_ignored == 2
