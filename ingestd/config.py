@@ -208,8 +208,10 @@ class ShutdownSettings(_Section):
 
 
 class RouteSettings(_Section):
-    topic: str
-    format: Literal["value", "object", "ignore"] = "value"
+    # default: the format's own topics (an ecosystem format; required for the others)
+    topic: str | None = None
+    # value, object, ignore, or an ecosystem (ingestd/formats/: zigbee2mqtt, tasmota, ...)
+    format: str = "value"
     measurement: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)
     # value format

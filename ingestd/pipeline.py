@@ -15,10 +15,10 @@ from ingestd.encode import LineEncoder
 from ingestd.errors import DropReason, MessageRejected
 from ingestd.fieldtypes import FieldTypes
 from ingestd.logs import get_logger
-from ingestd.records import DeadLetter, RawMessage
+from ingestd.records import DeadLetter, Point, RawMessage
 from ingestd.routes import Route, RouteTable
 from ingestd.telemetry import Telemetry
-from ingestd.transform import SeriesGuard, to_points
+from ingestd.transform import SeriesGuard, sample_points, to_points
 
 
 class Pipeline:
@@ -46,8 +46,8 @@ class Pipeline:
         self.limits = limits
         self.series = SeriesGuard(limits.max_series_per_route)
 
-    def to_lines(self, message: RawMessage) -> tuple[list[str], Route | None] | None:
-        """The lines this message becomes, and its route if the payload lacked the route's
+    def to_points(self, message: RawMessage) -> tuple[list[Point], Route | None] | None:
+        """The points this message becomes, and its route if the payload lacked the route's
         time_key (stamped with the receive time); None if it is not a reading (its route ignores
         it, or it holds no reading); MessageRejected if bad."""
         if len(message.payload) > self.limits.max_payload_bytes:
@@ -62,19 +62,39 @@ class Pipeline:
         route, segments = matched
         if route.format == "ignore":
             return None
-        points, time_missing = to_points(
-            route,
-            segments,
-            message.payload,
-            message.received_ns,
-            types=self.field_types,
-            limits=self.limits,
-        )
+        if route.codec is not None:
+            points = sample_points(
+                route,
+                segments,
+                message.topic,
+                message.payload,
+                message.received_ns,
+                types=self.field_types,
+                limits=self.limits,
+            )
+            time_missing = False  # each format knows where its time is, or that it has none
+        else:
+            points, time_missing = to_points(
+                route,
+                segments,
+                message.payload,
+                message.received_ns,
+                types=self.field_types,
+                limits=self.limits,
+            )
         if not points:  # the payload held no reading (nan, unavailable, null, ...)
             return None
         for point in points:
             self.series.admit(route, point)
-        return [self.encoder.to_line(point) for point in points], route if time_missing else None
+        return points, route if time_missing else None
+
+    def to_lines(self, message: RawMessage) -> tuple[list[str], Route | None] | None:
+        """`to_points`, encoded as line protocol."""
+        found = self.to_points(message)
+        if found is None:
+            return None
+        points, untimed = found
+        return [self.encoder.to_line(point) for point in points], untimed
 
     def handle(self, message: RawMessage) -> None:
         self.telemetry.messages_received += 1

@@ -17,6 +17,7 @@ from pydantic import TypeAdapter
 from ingestd.config import FieldType, RouteSettings, Settings
 from ingestd.decode import ValueEnvelope, envelope_adapter
 from ingestd.errors import ConfigError
+from ingestd.formats import FORMATS, Format
 from ingestd.topics import filters_overlap
 from ingestd.units import Conversion, parse_conversion
 
@@ -109,6 +110,8 @@ class Route:
     envelope: TypeAdapter[ValueEnvelope] | None
     conversions: dict[str, Conversion]
     types: dict[str, FieldType]
+    # an ecosystem format (ingestd/formats/), or None for value, object and ignore
+    codec: Format | None = None
 
     def measurement_for(self, segments: dict[str, str]) -> str:
         if self.measurement_is_static:
@@ -116,16 +119,37 @@ class Route:
         return self.measurement.format_map(segments)
 
 
-def _compile_route(index: int, route: RouteSettings) -> Route:
+BUILT_IN_FORMATS = ("value", "object", "ignore")
+
+
+def _templates(index: int, route: RouteSettings) -> tuple[Format | None, list[str]]:
     key = f"routes[{index}]"
-    template = TopicTemplate.parse(route.topic, f"{key}.topic")
+    codec = FORMATS.get(route.format)
+    if codec is None and route.format not in BUILT_IN_FORMATS:
+        names = ", ".join([*BUILT_IN_FORMATS, *FORMATS])
+        raise ConfigError(f"{key}.format", f"unknown format {route.format!r}; one of {names}")
+    if route.topic is not None:
+        return codec, [route.topic]
+    if codec is None:
+        raise ConfigError(f"{key}.topic", "required unless format names an ecosystem")
+    return codec, list(codec.topics)
+
+
+def _compile_route(index: int, route: RouteSettings) -> list[Route]:
+    codec, topics = _templates(index, route)
+    return [_compile_template(index, route, codec, topic) for topic in topics]
+
+
+def _compile_template(index: int, route: RouteSettings, codec: Format | None, topic: str) -> Route:
+    key = f"routes[{index}]"
+    template = TopicTemplate.parse(topic, f"{key}.topic")
     segment_names = [n for n in template.names if n is not None]
     if route.measurement is not None:
         measurement = route.measurement
     elif "measurement" in segment_names:
         measurement = "{measurement}"
-    elif route.format == "ignore":
-        measurement = ""
+    elif route.format == "ignore" or codec is not None:
+        measurement = ""  # ignored, or the format names it
     else:
         raise ConfigError(
             f"{key}.measurement",
@@ -134,7 +158,7 @@ def _compile_route(index: int, route: RouteSettings) -> Route:
     used = _PLACEHOLDER.findall(measurement)
     for name in used:
         if name not in segment_names:
-            raise ConfigError(f"{key}.measurement", f"{{{name}}} is not a level of {route.topic!r}")
+            raise ConfigError(f"{key}.measurement", f"{{{name}}} is not a level of {topic!r}")
     try:
         timezone: tzinfo = ZoneInfo(route.timezone)
     except (ZoneInfoNotFoundError, ValueError) as exc:
@@ -148,12 +172,13 @@ def _compile_route(index: int, route: RouteSettings) -> Route:
     time_key = route.time_key or None  # time_key = "": the payloads carry no time
     readings = tuple(route.readings.split(".")) if route.readings else None
     skip = set(route.exclude)
-    if readings is None:
+    if readings is None and codec is None:
         # tag and time keys live beside the readings; keep them out of the fields
         skip.update(route.tag_keys)
         if time_key:
             skip.add(time_key)
     return Route(
+        codec=codec,
         index=index,
         template=template,
         format=route.format,
@@ -209,13 +234,29 @@ class RouteTable:
         return None
 
 
+def subscriptions(settings: Settings) -> list[str]:
+    """What ingestd subscribes to: mqtt.topics, plus the topics of every route that names an
+    ecosystem format (its own `topic`, else the format's defaults), so that
+    `format = "zigbee2mqtt"` alone is a working config."""
+    topics = list(settings.mqtt.topics)
+    for route in settings.routes:
+        codec = FORMATS.get(route.format)
+        if codec is not None:
+            for text in codec.topics if route.topic is None else [route.topic]:
+                topic_filter = TopicTemplate.parse(text, "format").as_filter
+                if topic_filter not in topics:
+                    topics.append(topic_filter)
+    return topics
+
+
 def compile_routes(settings: Settings) -> RouteTable:
-    routes = [_compile_route(i, r) for i, r in enumerate(settings.routes)]
+    routes = [r for i, route in enumerate(settings.routes) for r in _compile_route(i, route)]
+    topics = subscriptions(settings)
     for route in routes:
-        if not any(route.template.reachable_through(f) for f in settings.mqtt.topics):
+        if not any(route.template.reachable_through(f) for f in topics):
             raise ConfigError(
                 f"routes[{route.index}].topic",
                 f"{route.template.text!r} can never match a topic that mqtt.topics "
-                f"{settings.mqtt.topics} delivers",
+                f"{topics} delivers",
             )
     return RouteTable(routes)

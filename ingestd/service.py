@@ -39,7 +39,7 @@ from ingestd.http import HttpEndpoints
 from ingestd.logs import get_logger
 from ingestd.pipeline import Pipeline
 from ingestd.records import RawMessage
-from ingestd.routes import compile_routes
+from ingestd.routes import compile_routes, subscriptions
 from ingestd.selfmetrics import SelfMetrics
 from ingestd.sink import InfluxSink, Sink
 from ingestd.source import MqttSource, SourceFactory, SourceHooks
@@ -115,7 +115,9 @@ class Service:
             ),
             on_fatal=self._fail,
         )
-        self.source = source(settings.mqtt, hooks, self.telemetry)
+        # the formats' own topics join mqtt.topics (routes.subscriptions)
+        subscribed = settings.mqtt.model_copy(update={"topics": subscriptions(settings)})
+        self.source = source(subscribed, hooks, self.telemetry)
         self.flusher = Flusher(
             settings=settings,
             buffer=self.buffer,
@@ -242,7 +244,7 @@ class Service:
         self.log.info(
             "ingestd_started",
             mqtt=f"{s.mqtt.host}:{s.mqtt.port}",
-            topics=s.mqtt.topics,
+            topics=subscriptions(s),
             influx=s.influx.url,
             api=s.influx.api,
             routes=len(s.routes),

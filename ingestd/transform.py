@@ -10,10 +10,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import orjson
+
 from ingestd.config import LimitSettings
 from ingestd.decode import flatten, is_absent, parse_bare, parse_json, validate_envelope
 from ingestd.errors import DropReason, MessageRejected
 from ingestd.fieldtypes import FieldTypes, coerce
+from ingestd.formats import FormatInput
 from ingestd.records import FieldValue, Point
 from ingestd.routes import Route
 from ingestd.timestamps import to_ns
@@ -191,6 +194,55 @@ def object_points(
         measurement, _checked_tags(tags, limits), fields, _time(route, stamp, received_ns)
     )
     return [point], _time_missing(route, stamp)
+
+
+def sample_points(
+    route: Route,
+    segments: dict[str, str],
+    topic: str,
+    payload: bytes,
+    received_ns: int,
+    *,
+    types: FieldTypes,
+    limits: LimitSettings = DEFAULT_LIMITS,
+) -> list[Point]:
+    """An ecosystem format's samples as typed points. [] when the message is not a reading
+    (the format skips it, or it holds only "no reading" markers)."""
+    assert route.codec is not None
+    levels = topic.split("/")
+    rest = levels[len(route.template.literals) :] if route.template.rest else []
+    found = route.codec.samples(
+        FormatInput(levels, rest, segments, payload, route.timezone, limits.max_readings)
+    )
+    if found is None:
+        return []
+    base = _tags(route, segments)
+    named = {key for key, _value in base}
+    if sum(len(sample.fields) for sample in found) > limits.max_readings:
+        raise MessageRejected(
+            DropReason.LIMIT_EXCEEDED, f"more than limits.max_readings = {limits.max_readings}"
+        )
+    points = []
+    absent = False
+    for sample in found:
+        measurement = _measurement(route, segments) if route.measurement else sample.measurement
+        fields = []
+        for key, raw in sample.fields:
+            if key in route.skip_keys:
+                continue
+            if is_absent(raw):
+                absent = True
+                continue
+            value = orjson.dumps(raw).decode() if isinstance(raw, dict | list) else raw
+            fields.append((key, _field(route, types, measurement, key, value)))
+        if not fields:
+            continue
+        tags = base + [tag for tag in sample.tags if tag[0] not in named]
+        stamp = received_ns if sample.time_ns is None else sample.time_ns
+        points.append(Point(measurement, _checked_tags(tags, limits), tuple(fields), stamp))
+    if not points and not absent:
+        raise MessageRejected(DropReason.NO_FIELDS, "the message holds no readings")
+    return points
 
 
 def to_points(
