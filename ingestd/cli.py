@@ -165,7 +165,9 @@ def _check(args: argparse.Namespace, settings: Settings, unset: dict[str, str]) 
             print(f"dead-letter: {reason}")
             return EXIT_CHECK_FAILED
         if lines is None:
-            print("ignored: this topic's route has format = 'ignore'")
+            print(
+                "ignored: not a reading (its route or format skips this topic, or the payload holds none)"
+            )
         else:
             print("\n".join(lines))
         return EXIT_OK

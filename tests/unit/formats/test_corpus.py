@@ -1,6 +1,6 @@
 """The real-device corpus (`../shared/corpus/`, 89 messages from ten ecosystems) through the
 named formats: every measurement case stores its readings, every `ignore` case is skipped
-without an error, and each case that cannot pass yet says why (a strict xfail).
+without an error, and each case that cannot pass yet says why (skipped with its reason).
 
 Each file runs against the config a user writes from the README: one `format = "<name>"` route
 per ecosystem, plus a `topic` where the case was captured under a custom prefix. A judge accepts
@@ -10,92 +10,36 @@ tags, and whether the time came from the payload or is the receive time.
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ingestd.buffer import MemoryBuffer
-from ingestd.config import Settings, parse_settings
 from ingestd.errors import MessageRejected
 from ingestd.pipeline import Pipeline
 from ingestd.records import FieldValue, Point, RawMessage
 from ingestd.routes import compile_routes, subscriptions
 from ingestd.telemetry import Telemetry
 from ingestd.topics import filter_matches
+from tests.corpus import CORPUS, NOT_YET, case_payload, corpus_cases, corpus_settings
 
-CORPUS = Path(__file__).resolve().parents[3].parent / "shared" / "corpus"
 RECEIVED_NS = 1_800_000_000_000_000_000
-
-ROUTES: dict[str, list[dict[str, Any]]] = {
-    "zigbee2mqtt": [{"format": "zigbee2mqtt"}, {"format": "zigbee2mqtt", "topic": "base/#"}],
-    "tasmota": [{"format": "tasmota"}, {"format": "tasmota", "topic": "emoncms/#"}],
-    "shelly": [{"format": "shelly"}],
-    "esphome": [{"format": "esphome"}],
-    "homeassistant": [
-        {"format": "homeassistant"},
-        {"format": "homeassistant", "topic": "pub/{domain}/{entity}/+"},
-        # two payloads from Home Assistant's docs that devices publish for HA to read: plain
-        # JSON, read with the object format like any other device of one's own
-        {
-            "topic": "home-assistant/window/contact",
-            "format": "object",
-            "measurement": "homeassistant",
-            "tags": {"entity": "window/contact"},
-            "time_key": "",
-        },
-        {
-            "topic": "office/sensor1",
-            "format": "object",
-            "measurement": "homeassistant",
-            "tags": {"entity": "office/sensor1"},
-            "time_key": "",
-        },
-    ],
-    "ruuvi": [{"format": "ruuvi"}],
-    "ttn": [{"format": "ttn"}],
-    "owntracks": [{"format": "owntracks"}],
-    "plain": [
-        {"format": "homie"},
-        {"topic": "devices/{device}/{measurement}", "time_key": ""},
-        # ESPEasy's generic MQTT controller: %sysname%/%tskname%/%valname%, bare values
-        {"topic": "home/+/status", "format": "ignore"},
-        {"topic": "home/{device}/{task}/{measurement}", "time_key": ""},
-    ],
-}
-
-# Sparkplug B is protobuf with per-node alias state; no format reads it yet (issue 11 item 4).
-# Its two death certificates would "pass" as unsubscribed, which proves nothing, so the whole
-# file is skipped rather than half of it passing by accident.
-NOT_YET = {"sparkplug": "Sparkplug B (protobuf) is not decoded yet: issue 11 item 4"}
-
-# the plain routes of the value and object formats need their topics subscribed
-TOPICS = {"plain": ["devices/#", "home/#"], "homeassistant": ["home-assistant/#", "office/#"]}
-
-
-def _settings(ecosystem: str) -> Settings:
-    return parse_settings(
-        {
-            "mqtt": {"topics": ["sensors/#", *TOPICS.get(ecosystem, [])]},
-            "influx": {"api": "v1", "database": "corpus"},
-            "routes": ROUTES[ecosystem],
-        }
-    )
 
 
 def _cases() -> list[Any]:
-    if not CORPUS.is_dir():
+    cases = corpus_cases()
+    if not cases:
         return [pytest.param(None, None, marks=pytest.mark.skip(reason=f"no corpus at {CORPUS}"))]
-    out = []
-    for path in sorted(CORPUS.glob("*.json")):
-        for case in json.loads(path.read_text()):
-            marks = []
-            if path.stem in NOT_YET:
-                marks.append(pytest.mark.skip(reason=NOT_YET[path.stem]))
-            out.append(pytest.param(path.stem, case, id=case["name"], marks=marks))
-    return out
+    return [
+        pytest.param(
+            ecosystem,
+            case,
+            id=case["name"],
+            marks=[pytest.mark.skip(reason=NOT_YET[ecosystem])] if ecosystem in NOT_YET else [],
+        )
+        for ecosystem, case in cases
+    ]
 
 
 def _same(expected: Any, got: FieldValue, spec: dict[str, Any]) -> bool:
@@ -136,12 +80,10 @@ def _find(name: str, spec: dict[str, Any], points: list[Point]) -> Point | None:
 
 @pytest.mark.parametrize(("ecosystem", "case"), _cases())
 def test_corpus_case(ecosystem: str, case: dict[str, Any]) -> None:
-    settings = _settings(ecosystem)
+    settings = corpus_settings(ecosystem)
     expected = case["expected"]
     topic = case["topic"]
-    payload = (
-        bytes.fromhex(case["payload_hex"]) if "payload_hex" in case else case["payload"].encode()
-    )
+    payload = case_payload(case)
     if not any(filter_matches(f, topic) for f in subscriptions(settings)):
         assert expected.get("ignore"), f"{topic} is not subscribed, but it is a measurement"
         return
