@@ -1,6 +1,6 @@
 """The real-device corpus (`../shared/corpus/`) and the routes a user writes for it from the
 README: shared by the pipeline test (tests/unit/formats/test_corpus.py) and the end-to-end one
-(the end-to-end test to come)."""
+(tests/integration/test_corpus_end_to_end.py)."""
 
 from __future__ import annotations
 

@@ -232,7 +232,19 @@ class InfluxDB1(Process, Database):
         return out
 
     def points(self) -> list[dict[str, Any]]:
-        result = self.query("SELECT * FROM /.*/ GROUP BY *")["results"][0]
+        # One query per measurement: InfluxDB 1.6's `SELECT * FROM /.*/` drops the rows of a
+        # field whose type differs in another measurement (a bool `power` beside a float one).
+        shown = self.query("SHOW MEASUREMENTS")["results"][0].get("series", [])
+        names = [row[0] for series in shown for row in series["values"]]
+        points = []
+        for name in names:
+            escaped = name.replace("\\", "\\\\").replace('"', '\\"')
+            result = self.query(f'SELECT * FROM "{escaped}" GROUP BY *')["results"][0]
+            points.extend(self._rows(result))
+        return points
+
+    @staticmethod
+    def _rows(result: dict[str, Any]) -> list[dict[str, Any]]:
         points = []
         for series in result.get("series", []):
             columns = series["columns"]
