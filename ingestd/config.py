@@ -198,6 +198,13 @@ class SelfMetricsSettings(_Section):
     measurement: str = Field("ingestd", min_length=1)
 
 
+class StateSettings(_Section):
+    """What ingestd remembers across restarts besides the spool: the Sparkplug B alias maps
+    (one JSON file per format with memory)."""
+
+    path: Path = Path("state")
+
+
 class LogSettings(_Section):
     format: Literal["auto", "console", "json"] = "auto"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -242,6 +249,7 @@ class Settings(_Section):
     log: LogSettings = Field(default_factory=LogSettings)
     shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
     spool: SpoolSettings = Field(default_factory=SpoolSettings)
+    state: StateSettings = Field(default_factory=StateSettings)
     self_metrics: SelfMetricsSettings = Field(default_factory=SelfMetricsSettings)
     routes: list[RouteSettings] = Field(default_factory=lambda: list(DEFAULT_ROUTES))
 

@@ -14,6 +14,7 @@ from ingestd.config import LimitSettings
 from ingestd.encode import LineEncoder
 from ingestd.errors import DropReason, MessageRejected
 from ingestd.fieldtypes import FieldTypes
+from ingestd.formats import FormatState
 from ingestd.logs import get_logger
 from ingestd.records import DeadLetter, Point, RawMessage
 from ingestd.routes import Route, RouteTable
@@ -32,6 +33,7 @@ class Pipeline:
         *,
         settled: Callable[[RawMessage], None] = lambda _message: None,
         skip_retained: bool = False,
+        save_state: Callable[[str, FormatState], None] | None = None,
     ) -> None:
         self.routes = routes
         self.buffer = buffer
@@ -45,6 +47,15 @@ class Pipeline:
         self.encoder = LineEncoder()
         self.limits = limits
         self.series = SeriesGuard(limits.max_series_per_route)
+        # what the formats remember between messages (Sparkplug's alias maps), one per format
+        self.format_states: dict[str, FormatState] = {}
+        for route in routes.routes:
+            codec = route.codec
+            if codec is not None and codec.new_state is not None:
+                self.format_states.setdefault(codec.name, codec.new_state())
+        # called, before the message is acked, when a message changed a format's state: the
+        # service saves it, so a restart does not forget it
+        self.save_state = save_state
 
     def to_points(self, message: RawMessage) -> tuple[list[Point], Route | None] | None:
         """The points this message becomes, and its route if the payload lacked the route's
@@ -63,15 +74,21 @@ class Pipeline:
         if route.format == "ignore":
             return None
         if route.codec is not None:
-            points = sample_points(
-                route,
-                segments,
-                message.topic,
-                message.payload,
-                message.received_ns,
-                types=self.field_types,
-                limits=self.limits,
-            )
+            state = self.format_states.get(route.codec.name)
+            try:
+                points = sample_points(
+                    route,
+                    segments,
+                    message.topic,
+                    message.payload,
+                    message.received_ns,
+                    types=self.field_types,
+                    limits=self.limits,
+                    state=state,
+                )
+            finally:
+                if state is not None and state.changed and self.save_state is not None:
+                    self.save_state(route.codec.name, state)
             time_missing = False  # each format knows where its time is, or that it has none
         else:
             points, time_missing = to_points(

@@ -21,6 +21,7 @@ from ingestd.pipeline import Pipeline
 from ingestd.records import DeadLetter, RawMessage
 from ingestd.routes import compile_routes
 from ingestd.sink import InfluxSink
+from ingestd.statefiles import StateFiles
 from ingestd.telemetry import Telemetry
 from ingestd.timestamps import to_ns
 
@@ -62,9 +63,16 @@ async def replay(
         again: list[DeadLetter] = []
         telemetry = Telemetry()
         buffer = MemoryBuffer(max(len(chosen) * settings.limits.max_readings, 1))
+        state_files = StateFiles(settings.state.path)  # the births seen since (Sparkplug)
         pipeline = Pipeline(
-            compile_routes(settings), buffer, telemetry, again.append, settings.limits
+            compile_routes(settings),
+            buffer,
+            telemetry,
+            again.append,
+            settings.limits,
+            save_state=state_files.save,
         )
+        state_files.load(pipeline.format_states)
         for letter in chosen:
             pipeline.handle(RawMessage(letter.topic, letter.payload, letter.received_ns))
         report.ignored = telemetry.messages_ignored

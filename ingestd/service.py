@@ -44,6 +44,7 @@ from ingestd.selfmetrics import SelfMetrics
 from ingestd.sink import InfluxSink, Sink
 from ingestd.source import MqttSource, SourceFactory, SourceHooks
 from ingestd.spool import DiskSpool
+from ingestd.statefiles import StateFiles
 from ingestd.telemetry import Telemetry
 
 
@@ -94,6 +95,7 @@ class Service:
             on_error=self.telemetry.deadletter_write_failed,
             publish=self._publish_dead_letter if dl.mqtt_topic else None,
         )
+        self.state_files = StateFiles(settings.state.path)
         self.pipeline = Pipeline(
             routes,
             self.buffer,
@@ -104,6 +106,7 @@ class Service:
             # on MQTT 5 the broker sends none at subscribe (Retain Handling 2): the flag on
             # anything else is not a replay, so it is not guessed from
             skip_retained=settings.mqtt.retained == "skip" and settings.mqtt.protocol != "5",
+            save_state=self.state_files.save,
         )
         self.sink = sink(settings.influx)
         hooks = SourceHooks(
@@ -239,6 +242,7 @@ class Service:
             await self.sink.close()
             raise
         self.dead_letters.open()
+        self.state_files.load(self.pipeline.format_states)
         if s.http.enabled:
             await self.http.start(s.http.host, s.http.port)
         self.log.info(

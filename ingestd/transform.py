@@ -16,7 +16,7 @@ from ingestd.config import LimitSettings
 from ingestd.decode import flatten, is_absent, parse_bare, parse_json, validate_envelope
 from ingestd.errors import DropReason, MessageRejected
 from ingestd.fieldtypes import FieldTypes, coerce
-from ingestd.formats import FormatInput
+from ingestd.formats import FormatInput, FormatState
 from ingestd.records import FieldValue, Point
 from ingestd.routes import Route
 from ingestd.timestamps import to_ns
@@ -205,6 +205,7 @@ def sample_points(
     *,
     types: FieldTypes,
     limits: LimitSettings = DEFAULT_LIMITS,
+    state: FormatState | None = None,
 ) -> list[Point]:
     """An ecosystem format's samples as typed points. [] when the message is not a reading
     (the format skips it, or it holds only "no reading" markers)."""
@@ -212,7 +213,7 @@ def sample_points(
     levels = topic.split("/")
     rest = levels[len(route.template.literals) :] if route.template.rest else []
     found = route.codec.samples(
-        FormatInput(levels, rest, segments, payload, route.timezone, limits.max_readings)
+        FormatInput(levels, rest, segments, payload, route.timezone, limits.max_readings, state)
     )
     if found is None:
         return []

@@ -41,6 +41,7 @@ ROUTES: dict[str, list[dict[str, Any]]] = {
     "ruuvi": [{"format": "ruuvi"}],
     "ttn": [{"format": "ttn"}],
     "owntracks": [{"format": "owntracks"}],
+    "sparkplug": [{"format": "sparkplug_b"}],
     "plain": [
         {"format": "homie"},
         {"topic": "devices/{device}/{measurement}", "time_key": ""},
@@ -50,10 +51,7 @@ ROUTES: dict[str, list[dict[str, Any]]] = {
     ],
 }
 
-# Sparkplug B is protobuf with per-node alias state; no format reads it yet (issue 11 item 4).
-# Its two death certificates would "pass" as unsubscribed, which proves nothing, so the whole
-# file is skipped rather than half of it passing by accident.
-NOT_YET = {"sparkplug": "Sparkplug B (protobuf) is not decoded yet: issue 11 item 4"}
+NOT_YET: dict[str, str] = {}  # corpus file -> why its cases cannot pass yet
 
 # the plain routes of the value and object formats need their topics subscribed
 TOPICS = {"plain": ["devices/#", "home/#"], "homeassistant": ["home-assistant/#", "office/#"]}

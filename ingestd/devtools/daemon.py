@@ -68,6 +68,7 @@ class Ingestd:
             },
             "deadletter": {"path": str(self.deadletters), "log_interval_s": 1.0},
             "spool": {"path": str(workdir / "spool")},
+            "state": {"path": str(workdir / "state")},
             "http": {"port": self.http_port},
             "log": {"format": "json"},
             # off unless a test asks: its points would be counted as sensor data by read-backs

@@ -8,7 +8,8 @@ between runs, so the database still holds what was written, and `ingestd deadlet
 
 With `--config` (default: ./ingest.toml if there is one, else the demo routes), that file's
 routes, topics and limits run against these servers: its broker and database settings are
-replaced by the local ones, and the dead letters and the spool go to the work directory.
+replaced by the local ones, and the dead letters, the spool and the formats' state go to the
+work directory.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def local_config(
         "http": {**base.get("http", {}), "host": "127.0.0.1", "port": http_port},
         "deadletter": {**base.get("deadletter", {}), "path": str(workdir / "deadletters.jsonl")},
         "spool": {**base.get("spool", {}), "path": str(workdir / "spool")},
+        "state": {**base.get("state", {}), "path": str(workdir / "state")},
     }
 
 

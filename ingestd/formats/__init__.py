@@ -14,11 +14,12 @@ from ingestd.formats import (
     owntracks,
     ruuvi,
     shelly,
+    sparkplug_b,
     tasmota,
     ttn,
     zigbee2mqtt,
 )
-from ingestd.formats.base import Format, FormatInput, Sample, Samples
+from ingestd.formats.base import Format, FormatInput, FormatState, Sample, Samples
 
 FORMATS: dict[str, Format] = {
     module.FORMAT.name: module.FORMAT
@@ -32,7 +33,8 @@ FORMATS: dict[str, Format] = {
         ttn,
         owntracks,
         homie,
+        sparkplug_b,
     )
 }
 
-__all__ = ["FORMATS", "Format", "FormatInput", "Sample", "Samples"]
+__all__ = ["FORMATS", "Format", "FormatInput", "FormatState", "Sample", "Samples"]

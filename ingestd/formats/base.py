@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import tzinfo
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from ingestd.decode import flatten, is_absent, parse_bare, parse_json
 from ingestd.errors import DropReason, MessageRejected
@@ -29,6 +29,7 @@ class FormatInput(NamedTuple):
     payload: bytes
     timezone: tzinfo  # for payload times without an offset (Tasmota's Time)
     max_readings: int
+    state: FormatState | None = None  # the format's memory across messages (Sparkplug births)
 
 
 class Sample(NamedTuple):
@@ -43,12 +44,25 @@ class Sample(NamedTuple):
 Samples = list[Sample] | None  # None: not a measurement, ignored
 
 
+class FormatState(Protocol):
+    """What a format remembers between messages. Pure data: the service saves it (under
+    `state.path`) whenever `changed` is set, before the message that changed it is acked."""
+
+    changed: bool
+
+    def to_json(self) -> bytes: ...
+
+    def load_json(self, data: bytes) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Format:
     name: str
     # default topic templates, used (and subscribed to) when the route sets no topic
     topics: tuple[str, ...]
     samples: Callable[[FormatInput], Samples]
+    # for a format with memory: one fresh state per pipeline
+    new_state: Callable[[], FormatState] | None = None
 
 
 _BOOLEANS = {"on": True, "off": False, "true": True, "false": False}

@@ -1,6 +1,7 @@
 """The real-device corpus (`../shared/corpus/`, 89 messages from ten ecosystems) through the
 named formats: every measurement case stores its readings, every `ignore` case is skipped
-without an error, and each case that cannot pass yet says why (skipped with its reason).
+without an error, and each case that cannot pass yet says why (skipped with its reason). Each
+case runs after the cases before it in its file, as the corpus README asks for Sparkplug.
 
 Each file runs against the config a user writes from the README: one `format = "<name>"` route
 per ecosystem, plus a `topic` where the case was captured under a custom prefix. A judge accepts
@@ -30,16 +31,16 @@ RECEIVED_NS = 1_800_000_000_000_000_000
 def _cases() -> list[Any]:
     cases = corpus_cases()
     if not cases:
-        return [pytest.param(None, None, marks=pytest.mark.skip(reason=f"no corpus at {CORPUS}"))]
-    return [
-        pytest.param(
-            ecosystem,
-            case,
-            id=case["name"],
-            marks=[pytest.mark.skip(reason=NOT_YET[ecosystem])] if ecosystem in NOT_YET else [],
-        )
-        for ecosystem, case in cases
-    ]
+        return [
+            pytest.param(None, None, [], marks=pytest.mark.skip(reason=f"no corpus at {CORPUS}"))
+        ]
+    out = []
+    for i, (ecosystem, case) in enumerate(cases):
+        # the cases of its file before it, fed first: a Sparkplug DDATA needs its DBIRTH
+        before = [c for e, c in cases[:i] if e == ecosystem]
+        marks = [pytest.mark.skip(reason=NOT_YET[ecosystem])] if ecosystem in NOT_YET else []
+        out.append(pytest.param(ecosystem, case, before, id=case["name"], marks=marks))
+    return out
 
 
 def _same(expected: Any, got: FieldValue, spec: dict[str, Any]) -> bool:
@@ -78,8 +79,8 @@ def _find(name: str, spec: dict[str, Any], points: list[Point]) -> Point | None:
     return None
 
 
-@pytest.mark.parametrize(("ecosystem", "case"), _cases())
-def test_corpus_case(ecosystem: str, case: dict[str, Any]) -> None:
+@pytest.mark.parametrize(("ecosystem", "case", "before"), _cases())
+def test_corpus_case(ecosystem: str, case: dict[str, Any], before: list[dict[str, Any]]) -> None:
     settings = corpus_settings(ecosystem)
     expected = case["expected"]
     topic = case["topic"]
@@ -90,6 +91,8 @@ def test_corpus_case(ecosystem: str, case: dict[str, Any]) -> None:
     pipeline = Pipeline(
         compile_routes(settings), MemoryBuffer(1000), Telemetry(), lambda _d: None, settings.limits
     )
+    for earlier in before:
+        pipeline.handle(RawMessage(earlier["topic"], case_payload(earlier), RECEIVED_NS))
     try:
         found = pipeline.to_points(RawMessage(topic, payload, RECEIVED_NS))
     except MessageRejected as exc:

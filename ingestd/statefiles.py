@@ -1,0 +1,68 @@
+"""What the formats remember, on disk: one JSON file per format under `state.path`
+(`sparkplug_b.json`: the alias maps of the Sparkplug births).
+
+A file is rewritten whole whenever a message changed its state, before that message is acked:
+written to a temporary file (0600, never through a symlink), fsynced, and renamed over the old
+one, so a crash leaves either the old state or the new one. Births are rare, so this costs one
+small write per birth, never one per message. A state file that cannot be read is logged and
+set aside (`.corrupt`): the format starts empty and the next births fill it again.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ingestd.formats import FormatState
+from ingestd.logs import get_logger
+
+
+class StateFiles:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.saves = 0
+        self.failures = 0
+
+    def file_for(self, name: str) -> Path:
+        return self.path / f"{name}.json"
+
+    def load(self, states: dict[str, FormatState]) -> None:
+        for name, state in states.items():
+            file = self.file_for(name)
+            try:
+                data = file.read_bytes()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                get_logger().error("state_unreadable", path=str(file), error=exc.strerror)
+                continue
+            try:
+                state.load_json(data)
+            except (ValueError, TypeError, KeyError) as exc:
+                get_logger().error("state_corrupt", path=str(file), error=str(exc)[:200])
+                file.replace(file.with_name(file.name + ".corrupt"))
+                continue
+            get_logger().info("state_loaded", path=str(file), bytes=len(data))
+
+    def save(self, name: str, state: FormatState) -> None:
+        file = self.file_for(name)
+        temporary = file.with_name(file.name + ".tmp")
+        data = state.to_json()
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+            fd = os.open(temporary, flags, 0o600)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temporary, file)
+        except OSError as exc:
+            self.failures += 1
+            get_logger().error("state_save_failed", path=str(file), error=exc.strerror)
+            return  # still changed: the next message that changes it tries again
+        state.changed = False
+        self.saves += 1
