@@ -120,7 +120,10 @@ class Pipeline:
             self.settled(message)
             return
         try:
-            encoded = self.to_lines(message)
+            found = self.to_points(message)
+            if found is not None:  # encoded here, not through to_lines: one call less a message
+                to_line = self.encoder.to_line
+                lines = [to_line(point) for point in found[0]]
         except MessageRejected as exc:
             if exc.reason == DropReason.CARDINALITY_LIMIT:
                 self.telemetry.cardinality_limit_reached(message.topic, exc.detail)
@@ -130,11 +133,11 @@ class Pipeline:
             get_logger().exception("pipeline_error", topic=message.topic)
             self.reject(message, DropReason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
             return
-        if encoded is None:
+        if found is None:
             self.telemetry.messages_ignored += 1
             self.settled(message)
             return
-        lines, untimed = encoded
+        untimed = found[1]
         if untimed is not None:
             self.telemetry.payload_time_missing(untimed.index, untimed.time_key, message)
         try:

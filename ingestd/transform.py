@@ -141,7 +141,7 @@ def value_points(
         raise MessageRejected(
             DropReason.SCHEMA_MISMATCH, f"expected a value or an object, got {type(data).__name__}"
         )
-    if is_absent(data):
+    if data is None or (data.__class__ is str and is_absent(data)):  # JSON has no NaN
         return [], False
     measurement = _measurement(route, segments)
     value = _field(route, types, measurement, route.field, data)
@@ -184,7 +184,11 @@ def object_points(
     fields = tuple(
         (key, _field(route, types, measurement, key, raw))
         for key, raw in flat
-        if not is_absent(raw) and key not in route.skip_keys
+        # JSON has no NaN: only null and the text markers can mean "no reading" here, and the
+        # hot path checks them without a call per number
+        if raw is not None
+        and not (raw.__class__ is str and is_absent(raw))
+        and key not in route.skip_keys
     )
     if not fields:
         if any(key not in route.skip_keys for key, _raw in flat):
