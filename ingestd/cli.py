@@ -2,7 +2,8 @@
 
   ingestd --config ingest.toml                      run the daemon (also: ingestd run ...)
   ingestd check --config ingest.toml [--connect]    validate the config, optionally reach servers
-  ingestd check --config ingest.toml --topic T --payload P
+  ingestd check --config ingest.toml --topic T --payload P   (or --payload-hex, --payload-file)
+  ingestd check --config ingest.toml --messages M.jsonl      a sequence, in order
                                                     print the line protocol, or the drop reason
   ingestd local [--api v1|v2] [--config FILE]      broker + database + ingestd, no Docker
   ingestd simulate --devices N --rate R ...         a fleet of simulated devices (load, demo)
@@ -15,6 +16,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import binascii
+import json
 import sys
 from pathlib import Path
 
@@ -54,8 +58,22 @@ def _parser() -> argparse.ArgumentParser:
         help="check without the deployment's environment: unset ${NAME} references stay as "
         "written and secrets are not read (they are listed instead)",
     )
-    check.add_argument("--topic", help="an MQTT topic to try")
-    check.add_argument("--payload", help="the payload to try with --topic (UTF-8 text)")
+    check.add_argument("--topic", help="an MQTT topic to try, with one of the payload options")
+    payload = check.add_mutually_exclusive_group()
+    payload.add_argument("--payload", help="the payload to try with --topic (UTF-8 text)")
+    payload.add_argument(
+        "--payload-hex", help="the payload to try with --topic, as hex (binary: Sparkplug B)"
+    )
+    payload.add_argument(
+        "--payload-file", type=Path, help="the payload to try with --topic: this file's bytes"
+    )
+    check.add_argument(
+        "--messages",
+        type=Path,
+        help="try a sequence of messages, in order (a DBIRTH before its DDATA): JSON lines of "
+        '{"topic", and "payload" (text), "payload_hex" or "payload_b64"}; a dead-letter file '
+        "is one",
+    )
     deadletter = sub.add_parser("deadletter", help="work with the dead letters")
     dl_sub = deadletter.add_subparsers(dest="deadletter_command", required=True)
     replay = dl_sub.add_parser(
@@ -154,23 +172,76 @@ async def _connect(settings: Settings) -> list[str]:
     return problems
 
 
+def _messages_to_check(args: argparse.Namespace) -> list[tuple[str, bytes]]:
+    """The messages `check` was given, as (topic, payload); [] when it checks the config."""
+    if args.messages is not None:
+        return read_messages(args.messages)
+    if args.topic is None:
+        if args.payload is not None or args.payload_hex is not None or args.payload_file:
+            raise ConfigError("--topic", "a payload option needs --topic")
+        return []
+    if args.payload_hex is not None:
+        try:
+            return [(args.topic, bytes.fromhex(args.payload_hex))]
+        except ValueError as exc:
+            raise ConfigError("--payload-hex", str(exc)) from exc
+    if args.payload_file is not None:
+        try:
+            return [(args.topic, args.payload_file.read_bytes())]
+        except OSError as exc:
+            raise ConfigError("--payload-file", f"cannot read it: {exc.strerror}") from exc
+    return [(args.topic, (args.payload or "").encode("utf-8"))]
+
+
+def read_messages(path: Path) -> list[tuple[str, bytes]]:
+    """JSON lines of {"topic", "payload" | "payload_hex" | "payload_b64"}, as (topic, payload)."""
+    out = []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError("--messages", f"cannot read {path}: {exc}") from exc
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            topic = record["topic"]
+            if "payload_hex" in record:
+                payload = bytes.fromhex(record["payload_hex"])
+            elif "payload_b64" in record:
+                payload = base64.b64decode(record["payload_b64"], validate=True)
+            else:
+                payload = str(record.get("payload", "")).encode("utf-8")
+        except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+            raise ConfigError("--messages", f"{path} line {number}: {exc!r}") from exc
+        if not isinstance(topic, str):
+            raise ConfigError("--messages", f"{path} line {number}: topic is not a string")
+        out.append((topic, payload))
+    return out
+
+
 def _check(args: argparse.Namespace, settings: Settings, unset: dict[str, str]) -> int:
     from ingestd.routes import compile_routes
-    from ingestd.service import check_message
+    from ingestd.service import check_messages
 
     compile_routes(settings)
-    if args.topic is not None:
-        lines, reason = check_message(settings, args.topic, (args.payload or "").encode("utf-8"))
-        if reason is not None:
-            print(f"dead-letter: {reason}")
-            return EXIT_CHECK_FAILED
-        if lines is None:
-            print(
-                "ignored: not a reading (its route or format skips this topic, or the payload holds none)"
-            )
-        else:
-            print("\n".join(lines))
-        return EXIT_OK
+    messages = _messages_to_check(args)
+    if messages:
+        results = check_messages(settings, messages)
+        for (topic, _payload), (lines, reason) in zip(messages, results, strict=True):
+            if len(messages) > 1:
+                print(f"# {topic}")
+            if reason is not None:
+                print(f"dead-letter: {reason}")
+            elif lines is None:
+                print(
+                    "ignored: not a reading (its route or format skips this topic, "
+                    "or the payload holds none)"
+                )
+            else:
+                print("\n".join(lines))
+        failed = any(reason is not None for _lines, reason in results)
+        return EXIT_CHECK_FAILED if failed else EXIT_OK
     if not args.no_secrets:
         settings.check_secrets()
     print(f"config: {args.config} is valid ({len(settings.routes)} routes)")

@@ -375,20 +375,30 @@ def run_service(settings: Settings, service: Callable[[Settings], Service] = Ser
     return uvloop.run(main())
 
 
-def check_message(
-    settings: Settings, topic: str, payload: bytes
-) -> tuple[list[str] | None, str | None]:
-    """What `ingestd check --topic --payload` prints: the lines, or the drop reason."""
-    buffer = MemoryBuffer(settings.batch.buffer_max_lines)
+Checked = tuple[list[str] | None, str | None]  # the lines (None: ignored), or the drop reason
+
+
+def check_messages(settings: Settings, messages: list[tuple[str, bytes]]) -> list[Checked]:
+    """What `ingestd check` prints for each message, in order, through one pipeline: what a
+    format remembers (a Sparkplug DBIRTH's aliases) carries from one message to the next. Writes
+    nothing and saves no state."""
     pipeline = Pipeline(
         compile_routes(settings),
-        buffer,
+        MemoryBuffer(settings.batch.buffer_max_lines),
         Telemetry(),
         lambda _d: None,
         settings.limits,
     )
-    try:
-        encoded = pipeline.to_lines(RawMessage(topic, payload, time.time_ns()))
-        return (None if encoded is None else encoded[0]), None
-    except MessageRejected as exc:
-        return None, f"{exc.reason}: {exc.detail}"
+    out: list[Checked] = []
+    for topic, payload in messages:
+        try:
+            encoded = pipeline.to_lines(RawMessage(topic, payload, time.time_ns()))
+            out.append(((None if encoded is None else encoded[0]), None))
+        except MessageRejected as exc:
+            out.append((None, f"{exc.reason}: {exc.detail}"))
+    return out
+
+
+def check_message(settings: Settings, topic: str, payload: bytes) -> Checked:
+    """`check_messages` for one message."""
+    return check_messages(settings, [(topic, payload)])[0]
