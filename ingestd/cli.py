@@ -5,6 +5,7 @@
   ingestd check --config ingest.toml --topic T --payload P   (or --payload-hex, --payload-file)
   ingestd check --config ingest.toml --messages M.jsonl      a sequence, in order
                                                     print the line protocol, or the drop reason
+  ingestd discover [--config F] [--seconds 30]      listen to a broker, print routes for it
   ingestd local [--api v1|v2] [--config FILE]      broker + database + ingestd, no Docker
   ingestd simulate --devices N --rate R ...         a fleet of simulated devices (load, demo)
 
@@ -133,6 +134,23 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="start the broker and the database but not ingestd (for deadletter replay)",
     )
+    discover = sub.add_parser(
+        "discover",
+        help="listen to a broker for a while, write nothing, and print the routes for what it heard",
+    )
+    discover.add_argument(
+        "--config",
+        type=Path,
+        dest="config",
+        help="take the broker and its credentials from this config's [mqtt] (default: --host)",
+    )
+    discover.add_argument("--host", help="the broker (default: the config's, else 127.0.0.1)")
+    discover.add_argument(
+        "--port", type=int, help="the broker's port (default: the config's, else 1883)"
+    )
+    discover.add_argument(
+        "--seconds", type=float, default=30.0, help="how long to listen (default: %(default)s)"
+    )
     simulate = sub.add_parser(
         "simulate",
         help="a fleet of simulated devices publishing to a broker (see: ingestd simulate -h)",
@@ -170,6 +188,30 @@ async def _connect(settings: Settings) -> list[str]:
     except connection_errors_of(m) as exc:
         problems.append(f"broker: {exc}")
     return problems
+
+
+def _discover(args: argparse.Namespace) -> int:
+    from ingestd.config import MqttSettings
+    from ingestd.discover import Discovery, listen
+    from ingestd.mqtt.client import connection_errors_of
+
+    try:
+        mqtt = load_settings(args.config).mqtt if args.config is not None else MqttSettings()
+    except ConfigError as exc:
+        print(f"ingestd discover: config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging("auto", "warning")
+    overrides = {key: getattr(args, key) for key in ("host", "port") if getattr(args, key)}
+    mqtt = mqtt.model_copy(update=overrides)
+    errors: tuple[type[Exception], ...] = (IngestdError, *connection_errors_of(mqtt))
+    discovery = Discovery()
+    try:
+        asyncio.run(listen(mqtt, args.seconds, discovery))
+    except errors as exc:
+        print(f"ingestd discover: {exc}", file=sys.stderr)
+        return EXIT_CHECK_FAILED
+    print(discovery.report(args.seconds, f"{mqtt.host}:{mqtt.port}"), end="")
+    return EXIT_OK
 
 
 def _messages_to_check(args: argparse.Namespace) -> list[tuple[str, bytes]]:
@@ -322,6 +364,8 @@ def run_cli(argv: list[str] | None = None) -> int:
             print(f"ingestd local: {exc}", file=sys.stderr)
             return EXIT_CHECK_FAILED
         return EXIT_FAILED if failed else EXIT_OK
+    if args.command == "discover":
+        return _discover(args)
     if args.config is None:
         _parser().error("--config is required")
     no_secrets = args.command == "check" and args.no_secrets
