@@ -39,6 +39,9 @@ ORDER = (
     "ttn",
     "owntracks",
     "homie",
+    "chirpstack",
+    "rtl_433",
+    "edge_impulse",
     "homeassistant",
     "esphome",
 )

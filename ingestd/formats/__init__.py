@@ -8,10 +8,13 @@ is a pure function from one message to samples (`base.py`); the transform stage 
 from __future__ import annotations
 
 from ingestd.formats import (
+    chirpstack,
+    edge_impulse,
     esphome,
     homeassistant,
     homie,
     owntracks,
+    rtl_433,
     ruuvi,
     shelly,
     sparkplug_b,
@@ -34,6 +37,9 @@ FORMATS: dict[str, Format] = {
         owntracks,
         homie,
         sparkplug_b,
+        chirpstack,
+        rtl_433,
+        edge_impulse,
     )
 }
 

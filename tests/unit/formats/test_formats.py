@@ -126,3 +126,84 @@ def test_a_named_format_subscribes_to_its_own_topics() -> None:
         }
     )
     assert subscriptions(config) == ["sensors/#", "tele/+/+", "stat/+/+", "base/#"]
+
+
+# The three formats without corpus cases: payloads built from each project's documented field
+# names and layouts (rtl_433's README output, ChirpStack v4's UplinkEvent JSON mapping, the Edge
+# Impulse runner's classify response), so they pin ingestd's reading of those layouts.
+
+
+def test_rtl_433_names_a_sensor_by_model_id_channel_and_converts_fahrenheit() -> None:
+    payload = (
+        b'{"time":"2020-01-25 08:57:44","model":"Ambientweather-F007TH","id":214,"channel":1,'
+        b'"battery_ok":1,"temperature_F":68.9,"humidity":33,"rain_in":0.5,"mic":"CRC"}'
+    )
+    points = _points(_pipeline({"format": "rtl_433"}), "rtl_433/pi/events", payload)
+    assert points is not None
+    point = points[0]
+    assert dict(point.tags) == {
+        "model": "Ambientweather-F007TH",
+        "id": "214",
+        "channel": "1",
+        "host": "pi",
+    }
+    fields = dict(point.fields)
+    assert fields["temperature_C"] == pytest.approx(20.5)
+    assert fields["rain_mm"] == 12.7 and fields["humidity"] == 33.0 and "mic" not in fields
+    assert point.time_ns == 1_579_942_664 * 10**9  # local time read in the route's zone (UTC)
+
+
+def test_chirpstack_reads_the_codec_object_and_the_radio() -> None:
+    payload = (
+        b'{"deduplicationId":"3ac7e3c4-4401-4b8d-9386-a5c902f9202d",'
+        b'"time":"2022-07-18T09:34:15.775023242+00:00","deviceInfo":{"tenantName":"ChirpStack",'
+        b'"applicationId":"17c82e96-be03-4f38-aef3-f83d48582d97","applicationName":"Test",'
+        b'"deviceProfileName":"E103","deviceName":"Test device","devEui":"0101010101010101"},'
+        b'"devAddr":"00189440","dr":1,"fCnt":4,"fPort":1,"data":"qg==",'
+        b'"object":{"temperature":21.5,"battery":{"volts":3.1}},'
+        b'"rxInfo":[{"gatewayId":"0016c001f153a14c","rssi":-36,"snr":10.5}]}'
+    )
+    topic = "application/17c82e96-be03-4f38-aef3-f83d48582d97/device/0101010101010101/event/up"
+    points = _points(_pipeline({"format": "chirpstack"}), topic, payload)
+    assert points is not None
+    assert dict(points[0].fields) == {
+        "temperature": 21.5,
+        "battery.volts": 3.1,
+        "rssi": -36.0,
+        "snr": 10.5,
+        "f_cnt": 4.0,
+        "dr": 1.0,
+    }
+    assert dict(points[0].tags)["device_name"] == "Test device"
+    assert points[0].time_ns == 1_658_136_855_775_023_242
+    join = topic.replace("/up", "/join")
+    assert (
+        _points(_pipeline({"format": "chirpstack", "topic": "application/#"}), join, b"{}") is None
+    )
+
+
+def test_edge_impulse_scores_anomaly_and_boxes() -> None:
+    pipeline = _pipeline({"format": "edge_impulse"})
+    classify = (
+        b'{"success":true,"result":{"classification":{"idle":0.98,"wave":0.02},"anomaly":-0.21},'
+        b'"timing":{"dsp":1,"classification":0,"anomaly":0}}'
+    )
+    points = _points(pipeline, "edgeimpulse/cam1/inference", classify)
+    assert points is not None
+    fields = dict(points[0].fields)
+    assert fields["classification.idle"] == 0.98 and fields["anomaly"] == -0.21
+    assert fields["timing.dsp"] == 1.0
+    boxes = (
+        b'{"result":{"bounding_boxes":[{"label":"cat","value":0.8,"x":1,"y":2,"width":3,'
+        b'"height":4},{"label":"cat","value":0.9},{"label":"dog","value":0.5}]}}'
+    )
+    points = _points(pipeline, "edgeimpulse/cam1/inference", boxes)
+    assert points is not None
+    assert dict(points[0].fields) == {
+        "objects.cat": 2.0,
+        "objects.dog": 1.0,
+        "score.cat": 0.9,
+        "score.dog": 0.5,
+    }
+    with pytest.raises(MessageRejected, match="the runner failed"):
+        _points(pipeline, "edgeimpulse/cam1/inference", b'{"success":false,"error":"no model"}')
