@@ -154,7 +154,11 @@ class Pipeline:
         settle: bool = True,
     ) -> None:
         """Count, log (rate-limited) and dead-letter one message, or one line of it. `settle=False`
-        when the message is settled some other way (its batch, or the broker keeps it)."""
+        when the message is settled some other way (its batch, or the broker keeps it). A line
+        the database refused for a field type conflict teaches the field its type, so the next
+        values are coerced to it (or dead-lettered naming both types) instead of refused."""
+        if reason == DropReason.REJECTED_BY_SINK:
+            self.field_types.learn_conflict(detail)
         self.telemetry.message_dropped(reason, message, detail)
         self.dead_letter(
             DeadLetter(

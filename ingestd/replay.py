@@ -8,6 +8,7 @@ rewritten atomically, and only while no ingestd holds it (the daemon keeps an ex
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from ingestd.pipeline import Pipeline
 from ingestd.records import DeadLetter, RawMessage
 from ingestd.routes import compile_routes
 from ingestd.sink import InfluxSink
-from ingestd.statefiles import StateFiles
+from ingestd.statefiles import FIELD_TYPES, StateFiles
 from ingestd.telemetry import Telemetry
 from ingestd.timestamps import to_ns
 
@@ -72,11 +73,15 @@ async def replay(
             settings.limits,
             save_state=state_files.save,
         )
-        state_files.load(pipeline.format_states)
+        # what ingestd has learned since: the births, the field types, and the database's types
+        # (a line once refused for a type conflict is now coerced, when that is lossless)
+        state_files.load({**pipeline.format_states, FIELD_TYPES: pipeline.field_types})
+        sink = InfluxSink(settings.influx)
+        with contextlib.suppress(IngestdError):  # RetryableSinkError too: writes will tell
+            pipeline.field_types.learn_database(await sink.field_types())
         for letter in chosen:
             pipeline.handle(RawMessage(letter.topic, letter.payload, letter.received_ns))
         report.ignored = telemetry.messages_ignored
-        sink = InfluxSink(settings.influx)
         written: set[int] = set()
         refused: set[int] = set()
         try:

@@ -44,7 +44,7 @@ from ingestd.selfmetrics import SelfMetrics
 from ingestd.sink import InfluxSink, Sink
 from ingestd.source import MqttSource, SourceFactory, SourceHooks
 from ingestd.spool import DiskSpool
-from ingestd.statefiles import StateFiles
+from ingestd.statefiles import FIELD_TYPES, StateFiles
 from ingestd.telemetry import Telemetry
 
 
@@ -96,6 +96,7 @@ class Service:
             publish=self._publish_dead_letter if dl.mqtt_topic else None,
         )
         self.state_files = StateFiles(settings.state.path)
+        self._field_types_changed = asyncio.Event()
         self.pipeline = Pipeline(
             routes,
             self.buffer,
@@ -242,7 +243,7 @@ class Service:
             await self.sink.close()
             raise
         self.dead_letters.open()
-        self.state_files.load(self.pipeline.format_states)
+        await self._remember()
         if s.http.enabled:
             await self.http.start(s.http.host, s.http.port)
         self.log.info(
@@ -263,6 +264,7 @@ class Service:
         if s.self_metrics.interval_s > 0:
             self._start("self-metrics", self.self_metrics.run())
         self._start("ack-watchdog", self._watch_acks())
+        self._start("field-types-save", self._save_field_types())
         self.started.set()
         await self._stopping.wait()
         # 1. stop reading (still connected, so what is drained can be acked)
@@ -281,13 +283,59 @@ class Service:
             async with asyncio.timeout(5):
                 await asyncio.wait({ingest})
         await _cancel(ingest)
-        # 5. close the sink and the rest
+        # 5. close the sink and the rest; keep what was learned
+        if self.pipeline.field_types.changed:
+            self.state_files.save(FIELD_TYPES, self.pipeline.field_types)
         await self.sink.close()
         await _cancel(*self.tasks.values())
         await self.self_metrics.sink.close()
         self.dead_letters.close()
         await self.http.stop()
         self._log_summary(time.monotonic() - started_at, unwritten, left_with_broker)
+
+    async def _remember(self) -> None:
+        """What ingestd learned before: the formats' state and the field types, from
+        state.path; then the types the database holds, which win over a first sighting."""
+        types = self.pipeline.field_types
+        self.state_files.load({**self.pipeline.format_states, FIELD_TYPES: types})
+        try:
+            held = await self.sink.field_types()
+        except RetryableSinkError as exc:  # down now: conflicts will teach it
+            self.log.warning("field_types_not_learned", error=str(exc)[:300])
+        except IngestdError as exc:  # no InfluxQL (VictoriaMetrics), or not allowed
+            self.log.info("field_types_not_learned", error=str(exc)[:300])
+        else:
+            self.log.info(
+                "field_types_learned", fields=len(held), changed=types.learn_database(held)
+            )
+        configured = {
+            (route.measurement, key): kind
+            for route in self.pipeline.routes.routes
+            if route.measurement_is_static and route.measurement
+            for key, kind in route.types.items()
+        }
+        for measurement, key, want, held_type in types.configured_conflicts(configured):
+            self.log.warning(
+                "configured_type_conflict",
+                measurement=measurement,
+                field=key,
+                configured=want,
+                database=held_type,
+                fix="change the route's types to what the database holds, or drop the field there",
+            )
+        types.on_change = self._field_types_changed.set
+
+    async def _save_field_types(self) -> None:
+        """At most one save a second, however fast fields appear: a type learned and not yet
+        saved when the power goes is learned again from the database."""
+        types = self.pipeline.field_types
+        while True:
+            await self._field_types_changed.wait()
+            await asyncio.sleep(1.0)
+            self._field_types_changed.clear()
+            self.state_files.save(FIELD_TYPES, types)
+            if types.changed:  # the save failed (logged): try again in a second
+                self._field_types_changed.set()
 
     def _settle_leftovers(self) -> tuple[int, int]:
         """Shutdown step 4: what is left goes to the spool if there is one; else unacked QoS 1

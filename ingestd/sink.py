@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import gzip
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 import orjson
@@ -55,6 +55,11 @@ class Sink(Protocol):
     async def write(self, lines: list[str], resume: WriteProgress | None = None) -> list[Rejection]:
         """Write what the database accepts, return what it refuses; raise RetryableSinkError
         (with the progress made) when it cannot take writes now."""
+        ...
+
+    async def field_types(self) -> dict[tuple[str, str], str]:
+        """(measurement, field) -> the InfluxDB type the database already holds; raise
+        RetryableSinkError when it cannot be asked now, IngestdError when it cannot tell."""
         ...
 
 
@@ -182,15 +187,41 @@ class InfluxSink:
             f"create it as an admin: influx -execute 'CREATE DATABASE \"{name}\"'"
         )
 
+    async def field_types(self) -> dict[tuple[str, str], str]:
+        """SHOW FIELD KEYS on the database (v1) or the bucket (v2, through InfluxDB 2.x's v1
+        compatibility /query, which maps every bucket). A server without InfluxQL
+        (VictoriaMetrics) answers with an error: IngestdError, and ingestd goes on without."""
+        name = self.settings.database if self.settings.api == "v1" else self.settings.bucket
+        error, series = await self._query_series("SHOW FIELD KEYS", db=name or "")
+        if error is not None:
+            raise IngestdError(f"SHOW FIELD KEYS: {error}")
+        held: dict[tuple[str, str], str] = {}
+        for one in series:
+            for row in one.get("values", []):
+                if isinstance(row, list) and len(row) >= 2:
+                    held.setdefault((str(one.get("name", "")), str(row[0])), str(row[1]))
+        return held
+
     async def _query(self, statement: str) -> tuple[str | None, set[str]]:
         """One InfluxQL statement on /query: None if it succeeded, else why not; and the first
         column of the rows it returned (SHOW DATABASES: the names)."""
+        error, series = await self._query_series(statement)
+        names: set[str] = set()
+        for one in series:
+            names.update(str(row[0]) for row in one.get("values", []) if row)
+        return error, names
+
+    async def _query_series(
+        self, statement: str, db: str | None = None
+    ) -> tuple[str | None, list[dict[str, Any]]]:
+        """One InfluxQL statement: None if it succeeded, else why not; and its series."""
         await self.open()
         assert self._session is not None
         url = self.settings.url.rstrip("/") + "/query"
         headers = {k: v for k, v in self.headers.items() if k == "Authorization"}
+        form = {"q": statement} if db is None else {"q": statement, "db": db}
         try:
-            async with self._session.post(url, data={"q": statement}, headers=headers) as response:
+            async with self._session.post(url, data=form, headers=headers) as response:
                 text = await response.text(errors="replace")
                 status = response.status
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
@@ -198,15 +229,14 @@ class InfluxSink:
         if status >= 500:
             raise RetryableSinkError(f"HTTP {status} from /query: {text[:200]}")
         error = None if status < 300 else f"HTTP {status}: {text[:200]}"
-        names: set[str] = set()
+        series: list[dict[str, Any]] = []
         try:
             for result in orjson.loads(text).get("results", []):
                 error = error or result.get("error")
-                for series in result.get("series", []):
-                    names.update(str(row[0]) for row in series.get("values", []))
-        except (orjson.JSONDecodeError, AttributeError, TypeError, IndexError):
+                series.extend(one for one in result.get("series", []) if isinstance(one, dict))
+        except (orjson.JSONDecodeError, AttributeError, TypeError):
             error = error or f"not an InfluxQL answer: {text[:200]}"
-        return error, names
+        return error, series
 
     async def ping(self) -> str:
         """Reachability for `ingestd check --connect`: the server's version, or an error."""

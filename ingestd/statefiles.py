@@ -1,20 +1,25 @@
-"""What the formats remember, on disk: one JSON file per format under `state.path`
-(`sparkplug_b.json`: the alias maps of the Sparkplug births).
+"""What ingestd remembers across restarts, on disk: one JSON file each under `state.path`:
+`sparkplug_b.json` (the alias maps of the Sparkplug births) and `field_types.json` (each
+field's InfluxDB type).
 
-A file is rewritten whole whenever a message changed its state, before that message is acked:
-written to a temporary file (0600, never through a symlink), fsynced, and renamed over the old
-one, so a crash leaves either the old state or the new one. Births are rare, so this costs one
-small write per birth, never one per message. A state file that cannot be read is logged and
-set aside (`.corrupt`): the format starts empty and the next births fill it again.
+A format's file is rewritten whole whenever a message changed its state, before that message is
+acked (births are rare: one small write per birth, never one per message); the field types at
+most once a second and at shutdown (a type missed by a power cut is learned again from the
+database). Each write goes to a temporary file (0600, never through a symlink), is fsynced and
+renamed over the old one, so a crash leaves either the old state or the new one. A file that
+cannot be read is logged and set aside (`.corrupt`): that memory starts empty and fills again.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from ingestd.formats import FormatState
 from ingestd.logs import get_logger
+
+FIELD_TYPES = "field_types"
 
 
 class StateFiles:
@@ -26,7 +31,7 @@ class StateFiles:
     def file_for(self, name: str) -> Path:
         return self.path / f"{name}.json"
 
-    def load(self, states: dict[str, FormatState]) -> None:
+    def load(self, states: Mapping[str, FormatState]) -> None:
         for name, state in states.items():
             file = self.file_for(name)
             try:
@@ -38,7 +43,7 @@ class StateFiles:
                 continue
             try:
                 state.load_json(data)
-            except (ValueError, TypeError, KeyError) as exc:
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
                 get_logger().error("state_corrupt", path=str(file), error=str(exc)[:200])
                 file.replace(file.with_name(file.name + ".corrupt"))
                 continue

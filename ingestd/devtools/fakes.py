@@ -27,6 +27,7 @@ class FakeSink:
         self.fail_writes = 0
         self.writes = 0
         self.is_open = False
+        self.held_types: dict[tuple[str, str], str] = {}  # what SHOW FIELD KEYS would answer
 
     async def open(self) -> None:
         self.is_open = True
@@ -36,6 +37,9 @@ class FakeSink:
 
     async def prepare(self) -> str:
         return "fake: ready"
+
+    async def field_types(self) -> dict[tuple[str, str], str]:
+        return dict(self.held_types)
 
     async def write(self, lines: list[str], resume: WriteProgress | None = None) -> list[Rejection]:
         self.writes += 1

@@ -79,6 +79,7 @@ TASKS: dict[str, Callable[[Service], tuple[object, str]]] = {
     "deadletter-flush": lambda s: (s.dead_letters, "flush_every"),
     "self-metrics": lambda s: (s.self_metrics, "run"),
     "ack-watchdog": lambda s: (s, "_watch_acks"),
+    "field-types-save": lambda s: (s, "_save_field_types"),
 }
 
 

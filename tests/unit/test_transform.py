@@ -267,3 +267,47 @@ def test_no_reading_markers_never_decide_a_fields_type() -> None:
     assert batch is not None
     assert [line.split(" ")[1] for line in batch.lines] == ["value=21.5", "value=22", "value=23.25"]
     assert letters == [] and pipeline.telemetry.messages_ignored == 2
+
+
+def test_what_the_database_holds_beats_the_first_sighting() -> None:
+    pipeline, buffer, letters = make_pipeline()
+    pipeline.field_types.learn_database({("t", "value"): "integer"})
+    pipeline.handle(RawMessage("sensors/d/t", b'{"v": 2}', 1))
+    pipeline.handle(RawMessage("sensors/d/t", b'{"v": 2.5}', 2))
+    batch = buffer.take(10)
+    assert batch is not None and batch.lines == ["t,device=d value=2i 1"]
+    assert [letter.reason for letter in letters] == ["field_type_conflict"]
+    assert "2.5 (float) is not a valid int" in letters[0].detail
+
+
+@pytest.mark.parametrize(
+    "detail",
+    [
+        # InfluxDB 1.x, and 2.x's JSON answer with its escaped quotes
+        'HTTP 400: {"error":"partial write: field type conflict: input field \\"value\\" on '
+        'measurement \\"t\\" is type float, already exists as type integer dropped=1"}',
+        'HTTP 400: partial write: field type conflict: input field "value" on measurement "t" '
+        "is type float, already exists as type integer dropped=1",
+    ],
+)
+def test_a_refused_conflict_teaches_the_field_its_type(detail: str) -> None:
+    pipeline, buffer, _letters = make_pipeline()
+    pipeline.handle(RawMessage("sensors/d/t", b'{"v": 1}', 1))  # first sighting: float
+    pipeline.reject(RawMessage("sensors/d/t", b'{"v": 1}', 1), "rejected_by_sink", detail)
+    pipeline.handle(RawMessage("sensors/d/t", b'{"v": 3}', 2))
+    batch = buffer.take(10)
+    assert batch is not None and batch.lines[-1] == "t,device=d value=3i 2"
+
+
+def test_the_type_memory_round_trips_and_a_configured_type_that_disagrees_is_named() -> None:
+    types = FieldTypes()
+    types.type_for("m", "a", 1.5, None)
+    types.learn_database({("m", "b"): "boolean", ("m", "c"): "weird"})
+    assert types.changed
+    again = FieldTypes()
+    again.load_json(types.to_json())
+    assert again.type_for("m", "a", "x", None) == "float"
+    assert again.type_for("m", "b", 1.0, None) == "bool"
+    assert again.configured_conflicts({("m", "b"): "int", ("m", "z"): "int"}) == [
+        ("m", "b", "int", "bool")
+    ]
