@@ -14,6 +14,7 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -29,6 +30,7 @@ from ingestd.routes import compile_routes
 from ingestd.telemetry import Telemetry
 from ingestd.transform import to_points
 from ingestd.units import parse_conversion
+from tests.corpus import case_payload, corpus_cases, corpus_settings
 
 from .harness import RESULTS, SMOKE
 
@@ -65,6 +67,32 @@ def handle_all(pipeline: Pipeline, messages: list[RawMessage]) -> Callable[[], N
             pipeline.handle(message)
 
     return run
+
+
+def _format_costs() -> dict[str, float]:
+    """pipeline.handle per ecosystem format, over that ecosystem's corpus cases (the
+    measurements, in file order: a Sparkplug DDATA after its DBIRTH) repeated to COUNT, through
+    the README's one-line routes. Empty without ../shared/corpus."""
+    out: dict[str, float] = {}
+    by_file: dict[str, list[dict[str, Any]]] = {}
+    for ecosystem, case in corpus_cases():
+        if not case["expected"].get("ignore"):
+            by_file.setdefault(ecosystem, []).append(case)
+    for ecosystem, cases in by_file.items():
+        settings = corpus_settings(ecosystem)
+        pipeline = Pipeline(
+            compile_routes(settings),
+            MemoryBuffer(10**9),
+            Telemetry(),
+            lambda _d: None,
+            settings.limits,
+        )
+        one_round = [RawMessage(c["topic"], case_payload(c), 1) for c in cases]
+        messages = one_round * max(1, COUNT // 10 // len(one_round))
+        out[f"pipeline.handle: {ecosystem} (corpus)"] = us_per_call(
+            handle_all(pipeline, messages), len(messages)
+        )
+    return out
 
 
 def test_stage_costs() -> None:
@@ -136,6 +164,8 @@ def test_stage_costs() -> None:
 
     pipeline = Pipeline(routes, MemoryBuffer(10**9), Telemetry(), lambda _d: None, SETTINGS.limits)
     results["pipeline.handle: mixed, 5% bad"] = us_per_call(handle_all(pipeline, messages), COUNT)
+
+    results.update(_format_costs())
 
     width = max(len(k) for k in results)
     print(f"\n{'stage':<{width}}  µs/message (median of {REPEATS})")
