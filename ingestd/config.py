@@ -234,6 +234,10 @@ class RouteSettings(_Section):
     timezone: str = "UTC"
     units: dict[str, str] = Field(default_factory=dict)
     types: dict[str, FieldType] = Field(default_factory=dict)
+    # sparkplug_b: publish a rebirth request (NCMD Node Control/Rebirth, QoS 0, not retained,
+    # at most one per node every 30 s) when a DATA names an alias no birth defined, or a
+    # session's seq skips (messages lost)
+    request_rebirth: bool = False
 
 
 DEFAULT_ROUTES = (RouteSettings(topic="sensors/{device}/{measurement}", format="value"),)

@@ -34,6 +34,7 @@ class Pipeline:
         settled: Callable[[RawMessage], None] = lambda _message: None,
         skip_retained: bool = False,
         save_state: Callable[[str, FormatState], None] | None = None,
+        publish: Callable[[str, bytes], object] | None = None,
     ) -> None:
         self.routes = routes
         self.buffer = buffer
@@ -56,6 +57,8 @@ class Pipeline:
         # called, before the message is acked, when a message changed a format's state: the
         # service saves it, so a restart does not forget it
         self.save_state = save_state
+        # what a format asks to publish (a Sparkplug rebirth request), where its route allows
+        self.publish = publish
 
     def to_points(self, message: RawMessage) -> tuple[list[Point], Route | None] | None:
         """The points this message becomes, and its route if the payload lacked the route's
@@ -87,8 +90,8 @@ class Pipeline:
                     state=state,
                 )
             finally:
-                if state is not None and state.changed and self.save_state is not None:
-                    self.save_state(route.codec.name, state)
+                if state is not None:
+                    self._settle_state(route, state)
             time_missing = False  # each format knows where its time is, or that it has none
         else:
             points, time_missing = to_points(
@@ -104,6 +107,17 @@ class Pipeline:
         for point in points:
             self.series.admit(route, point)
         return points, route if time_missing else None
+
+    def _settle_state(self, route: Route, state: FormatState) -> None:
+        """After a message of a format with memory: save what changed, publish what it asks."""
+        assert route.codec is not None
+        if state.changed and self.save_state is not None:
+            self.save_state(route.codec.name, state)
+        if state.outbox:
+            if route.request_rebirth and self.publish is not None:
+                for topic, payload in state.outbox:
+                    self.publish(topic, payload)
+            state.outbox.clear()
 
     def to_lines(self, message: RawMessage) -> tuple[list[str], Route | None] | None:
         """`to_points`, encoded as line protocol."""

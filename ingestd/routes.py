@@ -112,6 +112,7 @@ class Route:
     types: dict[str, FieldType]
     # an ecosystem format (ingestd/formats/), or None for value, object and ignore
     codec: Format | None = None
+    request_rebirth: bool = False  # may publish what its format asks (Sparkplug rebirths)
 
     def measurement_for(self, segments: dict[str, str]) -> str:
         if self.measurement_is_static:
@@ -177,8 +178,11 @@ def _compile_template(index: int, route: RouteSettings, codec: Format | None, to
         skip.update(route.tag_keys)
         if time_key:
             skip.add(time_key)
+    if route.request_rebirth and route.format != "sparkplug_b":
+        raise ConfigError(f"{key}.request_rebirth", "only for format = 'sparkplug_b'")
     return Route(
         codec=codec,
+        request_rebirth=route.request_rebirth,
         index=index,
         template=template,
         format=route.format,

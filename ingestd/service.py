@@ -108,6 +108,7 @@ class Service:
             # anything else is not a replay, so it is not guessed from
             skip_retained=settings.mqtt.retained == "skip" and settings.mqtt.protocol != "5",
             save_state=self.state_files.save,
+            publish=self._publish_for_format,
         )
         self.sink = sink(settings.influx)
         hooks = SourceHooks(
@@ -167,6 +168,10 @@ class Service:
         if message.mid:
             self.dead_letters.flush()
             self.source.ack([message])
+
+    def _publish_for_format(self, topic: str, payload: bytes) -> None:
+        """What a format asks to send (a Sparkplug rebirth request): QoS 0, not retained."""
+        self.source.publish_nowait(topic, payload)
 
     def _publish_dead_letter(self, data: bytes) -> None:
         topic = self.settings.deadletter.mqtt_topic

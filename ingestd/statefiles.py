@@ -16,7 +16,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from ingestd.formats import FormatState
+from ingestd.formats import Remembered
 from ingestd.logs import get_logger
 
 FIELD_TYPES = "field_types"
@@ -31,7 +31,7 @@ class StateFiles:
     def file_for(self, name: str) -> Path:
         return self.path / f"{name}.json"
 
-    def load(self, states: Mapping[str, FormatState]) -> None:
+    def load(self, states: Mapping[str, Remembered]) -> None:
         for name, state in states.items():
             file = self.file_for(name)
             try:
@@ -49,7 +49,7 @@ class StateFiles:
                 continue
             get_logger().info("state_loaded", path=str(file), bytes=len(data))
 
-    def save(self, name: str, state: FormatState) -> None:
+    def save(self, name: str, state: Remembered) -> None:
         file = self.file_for(name)
         temporary = file.with_name(file.name + ".tmp")
         data = state.to_json()

@@ -217,7 +217,9 @@ def sample_points(
     levels = topic.split("/")
     rest = levels[len(route.template.literals) :] if route.template.rest else []
     found = route.codec.samples(
-        FormatInput(levels, rest, segments, payload, route.timezone, limits.max_readings, state)
+        FormatInput(
+            levels, rest, segments, payload, route.timezone, limits.max_readings, state, received_ns
+        )
     )
     if found is None:
         return []

@@ -22,7 +22,7 @@ from ingestd.formats import (
     ttn,
     zigbee2mqtt,
 )
-from ingestd.formats.base import Format, FormatInput, FormatState, Sample, Samples
+from ingestd.formats.base import Format, FormatInput, FormatState, Remembered, Sample, Samples
 
 FORMATS: dict[str, Format] = {
     module.FORMAT.name: module.FORMAT
@@ -43,4 +43,4 @@ FORMATS: dict[str, Format] = {
     )
 }
 
-__all__ = ["FORMATS", "Format", "FormatInput", "FormatState", "Sample", "Samples"]
+__all__ = ["FORMATS", "Format", "FormatInput", "FormatState", "Remembered", "Sample", "Samples"]

@@ -30,6 +30,7 @@ class FormatInput(NamedTuple):
     timezone: tzinfo  # for payload times without an offset (Tasmota's Time)
     max_readings: int
     state: FormatState | None = None  # the format's memory across messages (Sparkplug births)
+    received_ns: int = 0  # for what a format rate-limits (Sparkplug rebirth requests)
 
 
 class Sample(NamedTuple):
@@ -44,15 +45,23 @@ class Sample(NamedTuple):
 Samples = list[Sample] | None  # None: not a measurement, ignored
 
 
-class FormatState(Protocol):
-    """What a format remembers between messages. Pure data: the service saves it (under
-    `state.path`) whenever `changed` is set, before the message that changed it is acked."""
+class Remembered(Protocol):
+    """Memory that outlives the process: the service saves it (under `state.path`) when
+    `changed` is set, and loads it at startup."""
 
     changed: bool
 
     def to_json(self) -> bytes: ...
 
     def load_json(self, data: bytes) -> None: ...
+
+
+class FormatState(Remembered, Protocol):
+    """What a format remembers between messages, saved before the message that changed it is
+    acked. `outbox`: messages the format asks to publish (a Sparkplug rebirth request); the
+    pipeline hands them to the service when the route allows it, and empties it either way."""
+
+    outbox: list[tuple[str, bytes]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,12 +17,19 @@
   `Node Control/*` command endpoints (`Rebirth`, `Reboot`); `Node Control/Scan Rate` is kept.
 - Time: the metric's `timestamp`, else the payload's (epoch ms), else the receive time.
   `is_historical` metrics are stored at their own time like any other.
+- Sessions: an edge node is online from its NBIRTH to the NDEATH carrying the same `bdSeq` (a
+  stale NDEATH, the broker's will of an older session, changes nothing). Every message of the
+  session carries `seq` 0-255; one that does not follow the last is counted (`State.seq_gaps`).
+  With `request_rebirth = true` on the route, an unknown alias, a seq gap or DATA from a node
+  never born makes ingestd publish an NCMD `Node Control/Rebirth` (QoS 0, not retained) to
+  that node, at most once per node every 30 s; the node answers with fresh births.
 - Skipped: NDEATH and DDEATH (the node or device goes offline), NCMD/DCMD commands, and the
   JSON `STATE` topic of Sparkplug 3.0 host applications.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -53,6 +60,19 @@ _COMMANDS = ("Node Control/", "Device Control/")
 _BOOLEAN = 11
 
 Scope = tuple[str, str, str]  # group, edge node, device ("" for the node itself)
+Node = tuple[str, str]  # group, edge node
+REBIRTH_INTERVAL_NS = 30 * 10**9  # at most one rebirth request per node this often
+
+
+@dataclass(slots=True)
+class Session:
+    """An edge node's session as a host sees it: online from NBIRTH to the NDEATH carrying the
+    same bdSeq, with `seq` counting every message of the session (0-255, wrapping)."""
+
+    online: bool = True
+    bd_seq: int | None = None
+    next_seq: int | None = None
+    last_rebirth_ns: int = -REBIRTH_INTERVAL_NS
 
 
 class State:
@@ -65,6 +85,49 @@ class State:
         self.max_scopes = max_scopes
         self.max_aliases = max_aliases
         self.changed = False
+        self.sessions: dict[Node, Session] = {}
+        self.outbox: list[tuple[str, bytes]] = []
+        self.seq_gaps = 0  # messages of a session that did not follow the one before
+
+    def _session(self, node: Node) -> Session | None:
+        session = self.sessions.get(node)
+        if session is None and len(self.sessions) < self.max_scopes:
+            session = self.sessions[node] = Session(online=False)
+        return session
+
+    def node_birth(self, node: Node, seq: int | None, bd_seq: int | None) -> None:
+        session = self._session(node)
+        if session is not None:
+            session.online, session.bd_seq = True, bd_seq
+            session.next_seq = None if seq is None else (seq + 1) % 256
+
+    def node_death(self, node: Node, bd_seq: int | None) -> None:
+        """Offline, unless the NDEATH is a stale one: the broker's will of an older session
+        (its bdSeq is not this session's)."""
+        session = self.sessions.get(node)
+        if session is not None and (bd_seq is None or session.bd_seq in (None, bd_seq)):
+            session.online = False
+
+    def follow(self, node: Node, seq: int | None, now_ns: int) -> None:
+        """A message of a session after its NBIRTH: a seq that does not follow the last one
+        means messages were lost, and a node never born has no aliases: ask for a rebirth."""
+        session = self._session(node)
+        if session is None or seq is None:
+            return
+        if session.next_seq is None or seq != session.next_seq:
+            self.seq_gaps += session.next_seq is not None
+            self.want_rebirth(node, now_ns)
+        session.next_seq = (seq + 1) % 256
+
+    def want_rebirth(self, node: Node, now_ns: int) -> None:
+        """Queue an NCMD `Node Control/Rebirth`, at most once per node per interval."""
+        session = self._session(node)
+        if session is None or now_ns - session.last_rebirth_ns < REBIRTH_INTERVAL_NS:
+            return
+        session.last_rebirth_ns = now_ns
+        request = Payload(timestamp=now_ns // 1_000_000)
+        request.metrics.add(name="Node Control/Rebirth", datatype=_BOOLEAN, boolean_value=True)
+        self.outbox.append((f"{NAMESPACE}/{node[0]}/NCMD/{node[1]}", request.SerializeToString()))
 
     def birth(self, scope: Scope, metrics: list[Any]) -> None:
         if scope[2] == "":  # a node's new session: its devices' births are void
@@ -86,12 +149,13 @@ class State:
             self.aliases[scope], self.types[scope] = aliases, types
             self.changed = True
 
-    def resolve(self, scope: Scope, metric: Any) -> tuple[str, int]:
+    def resolve(self, scope: Scope, metric: Any, now_ns: int) -> tuple[str, int]:
         if metric.name:
             known = self.types.get(scope, {}).get(metric.name, 0)
             return metric.name, metric.datatype or known
         found = self.aliases.get(scope, {}).get(metric.alias) if metric.HasField("alias") else None
         if found is None:
+            self.want_rebirth(scope[:2], now_ns)
             raise MessageRejected(
                 DropReason.SCHEMA_MISMATCH,
                 f"metric alias {metric.alias} of {'/'.join(s for s in scope if s)} has no birth "
@@ -135,6 +199,16 @@ def metric_value(metric: Any, datatype: int) -> Any:
     return value
 
 
+_SESSION_MESSAGES = ("NBIRTH", "DBIRTH", "NDATA", "DDATA", "NDEATH", "DDEATH")
+
+
+def _bd_seq(metrics: list[Any]) -> int | None:
+    for metric in metrics:
+        if metric.name == "bdSeq" and metric.WhichOneof("value") in ("long_value", "int_value"):
+            return int(getattr(metric, metric.WhichOneof("value")))
+    return None
+
+
 def _parse(payload: bytes) -> Any:
     message = Payload()
     try:
@@ -152,13 +226,23 @@ def samples(message: FormatInput) -> Samples:
         return None  # spBv1.0/STATE/<host> and anything else
     group, kind, node = levels[1], levels[2], levels[3]
     device = levels[4] if len(levels) > 4 else ""
-    if kind not in ("NBIRTH", "DBIRTH", "NDATA", "DDATA") or (device == "") != (kind[0] == "N"):
-        return None  # deaths, commands, and malformed topics
+    if kind not in _SESSION_MESSAGES or (device == "") != (kind[0] == "N"):
+        return None  # commands, and malformed topics
     state = message.state
     assert isinstance(state, State)
     payload = _parse(message.payload)
     scope = (group, node, device)
     metrics = list(payload.metrics)
+    seq = payload.seq if payload.HasField("seq") else None
+    if kind == "NDEATH":
+        state.node_death((group, node), _bd_seq(metrics))
+        return None  # the node is offline: not a reading
+    if kind == "NBIRTH":
+        state.node_birth((group, node), seq, _bd_seq(metrics))
+    else:
+        state.follow((group, node), seq, message.received_ns)
+    if kind == "DDEATH":
+        return None
     if kind.endswith("BIRTH"):
         state.birth(scope, metrics)
     tags = (
@@ -169,7 +253,7 @@ def samples(message: FormatInput) -> Samples:
     by_time: dict[int | None, list[tuple[str, Any]]] = {}
     default_ms = payload.timestamp if payload.HasField("timestamp") else None
     for metric in metrics:
-        name, datatype = state.resolve(scope, metric)
+        name, datatype = state.resolve(scope, metric, message.received_ns)
         if name == "bdSeq" or (name.startswith(_COMMANDS) and datatype == _BOOLEAN):
             continue  # session bookkeeping, and the command endpoints (Rebirth, Reboot, ...)
         value = metric_value(metric, datatype)

@@ -34,10 +34,11 @@ def payload(*metrics: dict[str, Any], timestamp: int = 1_700_000_000_000) -> byt
     return bytes(message.SerializeToString())
 
 
-def pipeline(files: StateFiles | None = None) -> Pipeline:
-    config = parse_settings(
-        {"influx": {"api": "v1", "database": "d"}, "routes": [{"format": "sparkplug_b"}]}
-    )
+def pipeline(
+    files: StateFiles | None = None, published: list[tuple[str, bytes]] | None = None
+) -> Pipeline:
+    route = {"format": "sparkplug_b", "request_rebirth": published is not None}
+    config = parse_settings({"influx": {"api": "v1", "database": "d"}, "routes": [route]})
     made = Pipeline(
         compile_routes(config),
         MemoryBuffer(100),
@@ -45,6 +46,7 @@ def pipeline(files: StateFiles | None = None) -> Pipeline:
         lambda _d: None,
         config.limits,
         save_state=None if files is None else files.save,
+        publish=None if published is None else lambda t, p: published.append((t, p)),
     )
     if files is not None:
         files.load(made.format_states)
@@ -177,3 +179,78 @@ def test_random_bytes_are_a_dead_letter_or_nothing_never_a_crash(data: bytes) ->
     for topic in (DBIRTH, DDATA, "spBv1.0/g/NDATA/n"):
         with contextlib.suppress(MessageRejected):
             p.to_points(RawMessage(topic, data, 1))
+
+
+def _rebirths(published: list[tuple[str, bytes]]) -> list[str]:
+    topics = []
+    for topic, data in published:
+        request = Payload()
+        request.ParseFromString(data)
+        assert [(m.name, m.boolean_value) for m in request.metrics] == [
+            ("Node Control/Rebirth", True)
+        ]
+        topics.append(topic)
+    return topics
+
+
+def test_an_unknown_alias_asks_the_node_for_a_rebirth_once_per_interval() -> None:
+    published: list[tuple[str, bytes]] = []
+    p = pipeline(published=published)
+    unknown = payload({"alias": 9, "boolean_value": True})
+    for received_s in (100, 110, 131):
+        with pytest.raises(MessageRejected):
+            p.to_points(RawMessage(DDATA, unknown, received_s * 10**9))
+    assert _rebirths(published) == ["spBv1.0/g/NCMD/n", "spBv1.0/g/NCMD/n"]  # 100 s and 131 s
+
+
+def test_without_request_rebirth_nothing_is_published() -> None:
+    p = pipeline()
+    with pytest.raises(MessageRejected):
+        p.to_points(RawMessage(DDATA, payload({"alias": 9, "boolean_value": True}), 1))
+    assert p.format_states["sparkplug_b"].outbox == []
+
+
+def _with_seq(seq: int, *metrics: dict[str, Any]) -> bytes:
+    message = Payload(timestamp=1_700_000_000_000, seq=seq)
+    for spec in metrics:
+        message.metrics.add(**spec)
+    return bytes(message.SerializeToString())
+
+
+def test_a_seq_gap_is_counted_and_asks_for_a_rebirth() -> None:
+    published: list[tuple[str, bytes]] = []
+    p = pipeline(published=published)
+    bd = {"name": "bdSeq", "datatype": 8, "long_value": 3}
+    p.to_points(RawMessage("spBv1.0/g/NBIRTH/n", _with_seq(0, bd), 10**9))
+    p.to_points(
+        RawMessage(
+            DBIRTH,
+            _with_seq(1, {"name": "t", "alias": 1, "datatype": 9, "float_value": 1.0}),
+            10**9,
+        )
+    )
+    p.to_points(RawMessage(DDATA, _with_seq(2, {"alias": 1, "float_value": 2.0}), 10**9))
+    assert published == []
+    p.to_points(
+        RawMessage(DDATA, _with_seq(5, {"alias": 1, "float_value": 3.0}), 10**9)
+    )  # 3, 4 lost
+    state = p.format_states["sparkplug_b"]
+    assert isinstance(state, State) and state.seq_gaps == 1
+    assert _rebirths(published) == ["spBv1.0/g/NCMD/n"]
+
+
+def test_a_stale_ndeath_does_not_take_the_new_session_offline() -> None:
+    p = pipeline()
+    state = p.format_states["sparkplug_b"]
+    assert isinstance(state, State)
+    p.to_points(
+        RawMessage(
+            "spBv1.0/g/NBIRTH/n", _with_seq(0, {"name": "bdSeq", "datatype": 8, "long_value": 4}), 1
+        )
+    )
+    stale = payload({"name": "bdSeq", "datatype": 8, "long_value": 3})  # the will of session 3
+    assert p.to_points(RawMessage("spBv1.0/g/NDEATH/n", stale, 2)) is None
+    assert state.sessions[("g", "n")].online
+    current = payload({"name": "bdSeq", "datatype": 8, "long_value": 4})
+    p.to_points(RawMessage("spBv1.0/g/NDEATH/n", current, 3))
+    assert not state.sessions[("g", "n")].online
