@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import stat
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -254,3 +256,23 @@ def test_a_stale_ndeath_does_not_take_the_new_session_offline() -> None:
     current = payload({"name": "bdSeq", "datatype": 8, "long_value": 4})
     p.to_points(RawMessage("spBv1.0/g/NDEATH/n", current, 3))
     assert not state.sessions[("g", "n")].online
+
+
+def test_protobuf_is_loaded_only_by_a_sparkplug_route() -> None:
+    """protobuf costs ~2.5 MB of RSS: the daemon pays it only when it decodes Sparkplug."""
+    script = (
+        "import sys\n"
+        "from ingestd.service import check_messages\n"
+        "from ingestd.config import parse_settings\n"
+        "s = parse_settings({'influx': {'api': 'v1', 'database': 'd'}})\n"
+        "check_messages(s, [('sensors/d/t', b'1')])\n"
+        "assert 'google.protobuf' not in sys.modules, 'imported without a Sparkplug route'\n"
+        "s = parse_settings({'influx': {'api': 'v1', 'database': 'd'},"
+        " 'routes': [{'format': 'sparkplug_b'}]})\n"
+        "check_messages(s, [('spBv1.0/g/NDATA/n', b'')])\n"
+        "assert 'google.protobuf' in sys.modules\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr[-500:]
