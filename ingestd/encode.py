@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from ingestd.errors import DropReason, MessageRejected
 from ingestd.records import FieldValue, Point
 
 _ESCAPE_MEASUREMENT = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n", "\t": r"\t", "\r": r"\r"})
@@ -12,11 +13,28 @@ _ESCAPE_KEY = str.maketrans(
 _ESCAPE_STRING = str.maketrans({'"': r"\"", "\\": r"\\"})
 
 
+def _refused(what: str, name: str) -> MessageRejected:
+    return MessageRejected(
+        DropReason.SCHEMA_MISMATCH,
+        f"{what} {name[:60]!r} ends with a backslash, which line protocol cannot carry"
+        if name
+        else f"empty {what}: InfluxDB refuses it",
+    )
+
+
 def escape_measurement(name: str) -> str:
+    if name.endswith("\\"):  # it would escape the separator after it
+        raise _refused("measurement", name)
     return name.translate(_ESCAPE_MEASUREMENT)
 
 
 def escape_key(key: str) -> str:
+    """A tag or field key, escaped; MessageRejected for one InfluxDB would refuse (empty, or
+    ending in a backslash: measured on InfluxDB 1.6, both `k\\=1` and `k\\\\=1` are refused). Checked
+    where a key is first escaped: the encoder caches keys and series, so it costs nothing per
+    message, and the line is dead-lettered here instead of costing the bisection requests."""
+    if not key or key.endswith("\\"):
+        raise _refused("key", key)
     return key.translate(_ESCAPE_KEY)
 
 

@@ -134,6 +134,9 @@ DROPS = [
     ("iot/telemetry/d", '{"data": {"temp": "hot"}}', "field_type_conflict"),
     ("iot/telemetry/d", '{"data": {"time": 5}}', "schema_mismatch"),
     ("a/b/c/data", '{"x": ' + "[" * 20 + "1" + "]" * 20 + "}", "schema_mismatch"),
+    # keys InfluxDB refuses, dead-lettered here rather than bisected out of a batch
+    ("a/b/c/data", '{"": 1}', "schema_mismatch"),
+    ("a/b/c/data", '{"k\\\\": 1}', "schema_mismatch"),
 ]
 
 
