@@ -69,6 +69,11 @@ class MqttSettings(_Section):
     # The broker's in-flight window (mosquitto's max_inflight_messages, 20 by default): it sends
     # no more until we ack, so a write is committed as soon as this many messages await an ack.
     max_inflight: int = Field(20, ge=1, le=65535)
+    # The largest packet ingestd takes from the broker: the native transport hangs up on a larger
+    # one (a protocol error, counted) before buffering it, and MQTT 5 sends it as Maximum Packet
+    # Size, so the broker never sends more. Default: the 64 KiB payload limit, a topic of up to
+    # 64 KiB, and the headers. Set the broker's max_packet_size too (mosquitto/mosquitto.conf).
+    max_packet_bytes: int = Field(135_168, ge=1024, le=268_435_460)
     # A subscription the broker refuses (SUBACK 0x80 and up): "exit" drains what was received,
     # acks it, and exits non-zero; "continue" logs the error and ingests the granted ones.
     on_subscription_refused: Literal["exit", "continue"] = "exit"

@@ -28,6 +28,7 @@ from ingestd.backoff import backoff_delay
 from ingestd.config import MqttSettings
 from ingestd.errors import MqttConnectionError
 from ingestd.mqtt.client import MqttClient, connection_errors_of, new_client
+from ingestd.mqtt.packets import MqttProtocolError
 from ingestd.mqtt.reasons import reason_words, refused
 from ingestd.records import RawMessage
 from ingestd.telemetry import Telemetry
@@ -200,8 +201,12 @@ class MqttSource:
                         await asyncio.sleep(CLOSE_LINGER_S)
                         return
                     error = client.disconnected.exception()
+                    if isinstance(error, MqttConnectionError):
+                        raise error
                     raise MqttConnectionError(str(error) or "connection lost")
             except connection_errors as exc:
+                if isinstance(exc, MqttProtocolError):
+                    self.telemetry.mqtt_protocol_errors += 1
                 delay = backoff_delay(attempt, s.reconnect_min_s, s.reconnect_max_s)
                 attempt += 1
                 self.telemetry.mqtt_down(str(exc) or type(exc).__name__, delay)

@@ -81,6 +81,7 @@ class Telemetry:
         # database takes writes, and how many stalls (episodes past the bound) there were
         self.oldest_unacked_s = 0.0
         self.ack_stalls = 0
+        self.mqtt_protocol_errors = 0  # connections closed on a packet that broke the spec
         # (lines held, capacity), read at scrape time
         self.buffer_gauge = buffer_gauge
         self.deadletter_write_errors = 0
@@ -245,7 +246,7 @@ STATS: tuple[Stat, ...] = (
     Stat("messages_received", "MQTT messages received", "counter", lambda t: t.messages_received),
     Stat(
         "messages_ignored",
-        "Messages on routes with format = 'ignore'",
+        "Messages that are not readings: an ignore route, traffic a format skips, no-reading markers",
         "counter",
         lambda t: t.messages_ignored,
     ),
@@ -330,6 +331,12 @@ STATS: tuple[Stat, ...] = (
         "Times messages waited for their ack longer than mqtt.ack_overdue_s (the watchdog)",
         "counter",
         lambda t: t.ack_stalls,
+    ),
+    Stat(
+        "mqtt_protocol_errors",
+        "Connections closed because the broker sent a malformed or oversized packet",
+        "counter",
+        lambda t: t.mqtt_protocol_errors,
     ),
     Stat(
         "mqtt_reading_paused",

@@ -39,12 +39,28 @@ from ingestd.mqtt.packets import (
     connect_packet,
     encode_packet,
     read_properties,
-    skip_varint,
+    read_varint,
     string_field,
     subscription_groups,
     with_reason_string,
 )
 from ingestd.mqtt.reasons import reason_words
+
+
+def _long_length(buf: bytes, j: int, first: int) -> tuple[int, int] | None:
+    """The rest of a remaining length whose first byte was `first`, from `j`: (length, end),
+    None while it is still arriving, MqttProtocolError past 4 bytes (the spec's limit)."""
+    length, shift = first & 0x7F, 7
+    while j < len(buf):
+        if shift > 21:
+            raise MqttProtocolError("remaining length longer than 4 bytes")
+        byte = buf[j]
+        length |= (byte & 0x7F) << shift
+        shift += 7
+        j += 1
+        if not byte & 0x80:
+            return length, j
+    return None
 
 
 class NativeMqttClient(asyncio.Protocol):
@@ -60,6 +76,10 @@ class NativeMqttClient(asyncio.Protocol):
         self.disconnected: asyncio.Future[None] = self._loop.create_future()
         self._waiting: dict[tuple[int, int], asyncio.Future[bytes]] = {}
         self._buffer = b""
+        # what a packet from the broker may weigh (mqtt.max_packet_bytes; also sent as Maximum
+        # Packet Size in an MQTT 5 CONNECT, so a v5 broker never sends more)
+        self.max_incoming_bytes = settings.max_packet_bytes
+        self.protocol_error: str | None = None
         self._next_id = 0
         self._keepalive: asyncio.Task[None] | None = None
         self._last_sent = self._last_received = time.monotonic()
@@ -171,7 +191,8 @@ class NativeMqttClient(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         reason = self._close_reason or (str(exc) if exc else "the broker closed the connection")
-        error = MqttConnectionError(reason)
+        kind = MqttProtocolError if self.protocol_error else MqttConnectionError
+        error = kind(reason)
         if not self.disconnected.done():
             if self._closing:
                 self.disconnected.set_result(None)
@@ -183,7 +204,11 @@ class NativeMqttClient(asyncio.Protocol):
         self._waiting.clear()
 
     def data_received(self, data: bytes) -> None:
-        self._last_received = time.monotonic()
+        """Every whole packet in what the socket read, parsed in one loop and checked: lengths,
+        QoS, packet ids, topic and property lengths. A packet that breaks the spec, or is larger
+        than mqtt.max_packet_bytes, closes the connection as a protocol error before more of it
+        is buffered; the source counts it and reconnects with backoff. Liveness is a valid
+        packet, not any byte."""
         buf = self._buffer + data if self._buffer else data
         end = len(buf)
         i = 0
@@ -196,43 +221,63 @@ class NativeMqttClient(asyncio.Protocol):
             # remaining length: one byte for packets under 128 bytes, the common case
             length = buf[i + 1]
             j = i + 2
-            if length & 0x80:
-                length, shift = length & 0x7F, 7
-                while True:
-                    if j >= end:
-                        self._buffer = buf[i:]
-                        self._write_acks(acks)
-                        return
-                    byte = buf[j]
-                    length |= (byte & 0x7F) << shift
-                    shift += 7
-                    j += 1
-                    if not byte & 0x80:
-                        break
+            if length & 0x80:  # a longer remaining length: the rare path, out of the loop
+                try:
+                    found = _long_length(buf, j, length)
+                except MqttProtocolError as exc:
+                    return self._protocol_error(str(exc), acks)
+                if found is None:
+                    break  # the length itself is still arriving
+                length, j = found
+            if length > self.max_incoming_bytes:
+                return self._protocol_error(
+                    f"a packet of {length:,} bytes > mqtt.max_packet_bytes", acks
+                )
             stop = j + length
             if stop > end:
                 break
             kind = first >> 4
             if kind == PUBLISH:
                 qos = (first >> 1) & 3
+                if qos == 3 or length < 2:
+                    return self._protocol_error(f"PUBLISH with QoS {qos} or no topic", acks)
                 topic_end = j + 2 + ((buf[j] << 8) | buf[j + 1])
+                k = topic_end + 2 if qos else topic_end
+                if k > stop:
+                    return self._protocol_error("PUBLISH topic runs past its packet", acks)
                 topic = buf[j + 2 : topic_end]
                 packet_id = 0
-                k = topic_end
                 if qos:
-                    packet_id = (buf[k] << 8) | buf[k + 1]
-                    k += 2
+                    packet_id = (buf[topic_end] << 8) | buf[topic_end + 1]
+                    if not packet_id:
+                        return self._protocol_error("PUBLISH at QoS > 0 with packet id 0", acks)
                 if v5:
-                    props, k = skip_varint(buf, k)
+                    try:
+                        props, k = read_varint(buf, k)
+                    except MqttProtocolError as exc:
+                        return self._protocol_error(f"PUBLISH properties: {exc}", acks)
                     k += props
+                    if k > stop:
+                        return self._protocol_error("PUBLISH properties run past it", acks)
                 on_publish(topic, buf[k:stop], qos, bool(first & 1), packet_id)
                 if qos and auto_ack:
                     acks.append(self._ack_packet(packet_id, qos))
             else:
                 self._control(kind, buf[j:stop], acks)
+            self._last_received = time.monotonic()
             i = stop
         self._buffer = buf[i:] if i < end else b""
         self._write_acks(acks)
+
+    def _protocol_error(self, detail: str, acks: list[bytes]) -> None:
+        """Send the acks of the valid packets before it, then hang up: the source counts a
+        protocol_error and reconnects with backoff. Nothing more of the stream is buffered."""
+        self._write_acks(acks)
+        self._buffer = b""
+        self.protocol_error = detail
+        self._close_reason = f"protocol error from the broker: {detail}"
+        if self.transport is not None:
+            self.transport.abort()
 
     def _control(self, kind: int, body: bytes, acks: list[bytes]) -> None:
         if kind == PUBREL:

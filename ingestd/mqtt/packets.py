@@ -48,19 +48,9 @@ def connect_packet(s: MqttSettings, password: str | None) -> bytes:
     variable = b"\x00\x04MQTT" + bytes([5 if v5 else 4, flags]) + s.keepalive_s.to_bytes(2, "big")
     if v5:
         props = b"" if s.clean_session else b"\x11" + SESSION_EXPIRY_S.to_bytes(4, "big")
+        props += b"\x27" + s.max_packet_bytes.to_bytes(4, "big")  # Maximum Packet Size
         variable += varint(len(props)) + props
     return encode_packet(0x10, variable + payload)
-
-
-def skip_varint(buf: bytes, i: int) -> tuple[int, int]:
-    value, shift = 0, 0
-    while True:
-        byte = buf[i]
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        i += 1
-        if not byte & 0x80:
-            return value, i
 
 
 class MqttProtocolError(MqttConnectionError):

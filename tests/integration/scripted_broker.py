@@ -41,7 +41,8 @@ class Received:
 
 class ScriptedBroker:
     """`with_connack`: (topic, payload) sent with the first CONNACK, at `qos`, packet ids 1..n.
-    `suback_codes`: the SUBACK code per filter (default: the QoS asked for)."""
+    `suback_codes`: the SUBACK code per filter (default: the QoS asked for). `hostile`: raw
+    bytes sent after the first connection's SUBACK, a broker with a bug or a man in the middle."""
 
     def __init__(
         self,
@@ -49,11 +50,13 @@ class ScriptedBroker:
         qos: int = 1,
         suback_codes: list[int] | None = None,
         lifetime_s: float = 60,
+        hostile: bytes = b"",
     ) -> None:
         self.port = free_port()
         self.with_connack = with_connack
         self.qos = qos
         self.suback_codes = suback_codes
+        self.hostile = hostile
         self.received = Received()
         self._deadline = time.monotonic() + lifetime_s
         self._server = socket.create_server(("127.0.0.1", self.port))
@@ -123,6 +126,8 @@ class ScriptedBroker:
             kind = first >> 4
             if kind == 8:  # SUBSCRIBE
                 self._suback(conn, body, v5)
+                if self.hostile and self.received.connects == 1:
+                    conn.sendall(self.hostile)
             elif kind == 12:  # PINGREQ
                 self.received.pingreqs += 1
                 conn.sendall(b"\xd0\x00")

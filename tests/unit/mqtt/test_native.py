@@ -97,9 +97,10 @@ def test_connect_packets_for_both_protocols() -> None:
     )
     v5 = MqttSettings(client_id="ing", protocol="5", clean_session=False, keepalive_s=30)
     packet = connect_packet(v5, None)
-    # level 5, no login, session expiry property (0x11) of one day
+    # level 5, no login, session expiry property (0x11) of one day, and the Maximum Packet Size
+    # (0x27) ingestd takes, so the broker never sends a larger one
     assert packet[2:12] == b"\x00\x04MQTT\x05\x00\x00\x1e"
-    assert packet[12:18] == b"\x05\x11\x00\x01\x51\x80"
+    assert packet[12:23] == b"\x0a\x11\x00\x01\x51\x80\x27\x00\x02\x10\x00"
 
 
 class ClosingTransport(FakeTransport):
