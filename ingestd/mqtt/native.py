@@ -245,7 +245,6 @@ class NativeMqttClient(asyncio.Protocol):
                 k = topic_end + 2 if qos else topic_end
                 if k > stop:
                     return self._protocol_error("PUBLISH topic runs past its packet", acks)
-                topic = buf[j + 2 : topic_end]
                 packet_id = 0
                 if qos:
                     packet_id = (buf[topic_end] << 8) | buf[topic_end + 1]
@@ -259,13 +258,14 @@ class NativeMqttClient(asyncio.Protocol):
                     k += props
                     if k > stop:
                         return self._protocol_error("PUBLISH properties run past it", acks)
-                on_publish(topic, buf[k:stop], qos, bool(first & 1), packet_id)
+                on_publish(buf[j + 2 : topic_end], buf[k:stop], qos, bool(first & 1), packet_id)
                 if qos and auto_ack:
                     acks.append(self._ack_packet(packet_id, qos))
             else:
                 self._control(kind, buf[j:stop], acks)
-            self._last_received = time.monotonic()
             i = stop
+        if i:  # at least one whole, valid packet: the broker is alive (a stray byte is not)
+            self._last_received = time.monotonic()
         self._buffer = buf[i:] if i < end else b""
         self._write_acks(acks)
 
