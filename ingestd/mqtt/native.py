@@ -213,9 +213,8 @@ class NativeMqttClient(asyncio.Protocol):
         end = len(buf)
         i = 0
         acks: list[bytes] = []
-        on_publish = self._on_publish
-        auto_ack = not self._manual_ack
-        v5 = self.v5
+        on_publish, auto_ack = self._on_publish, not self._manual_ack
+        v5, limit = self.v5, self.max_incoming_bytes
         while i + 2 <= end:
             first = buf[i]
             # remaining length: one byte for packets under 128 bytes, the common case
@@ -229,7 +228,7 @@ class NativeMqttClient(asyncio.Protocol):
                 if found is None:
                     break  # the length itself is still arriving
                 length, j = found
-            if length > self.max_incoming_bytes:
+            if length > limit:
                 return self._protocol_error(
                     f"a packet of {length:,} bytes > mqtt.max_packet_bytes", acks
                 )
