@@ -225,7 +225,8 @@ def sample_points(
         return []
     base = _tags(route, segments)
     named = {key for key, _value in base}
-    if sum(len(sample.fields) for sample in found) > limits.max_readings:
+    # bounds for every format at once: points and readings per message
+    if len(found) > limits.max_readings or sum(len(s.fields) for s in found) > limits.max_readings:
         raise MessageRejected(
             DropReason.LIMIT_EXCEEDED, f"more than limits.max_readings = {limits.max_readings}"
         )

@@ -23,7 +23,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ingestd.errors import DropReason, MessageRejected
 from ingestd.formats.base import (
     Format,
     FormatInput,
@@ -110,8 +109,6 @@ def samples(message: FormatInput) -> Samples:
     if top:
         fields = [(k, _convert(k, v, temp_unit, pressure_unit)) for k, v in top]
         out.append(Sample("tasmota", base, fields, stamp))
-    if len(out) > message.max_readings:
-        raise MessageRejected(DropReason.LIMIT_EXCEEDED, "too many sensor blocks")
     return out
 
 

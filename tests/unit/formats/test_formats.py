@@ -207,3 +207,10 @@ def test_edge_impulse_scores_anomaly_and_boxes() -> None:
     }
     with pytest.raises(MessageRejected, match="the runner failed"):
         _points(pipeline, "edgeimpulse/cam1/inference", b'{"success":false,"error":"no model"}')
+
+
+def test_a_message_of_more_points_than_max_readings_is_refused_in_every_format() -> None:
+    blocks = ",".join(f'"S{i}": {{}}' for i in range(1001))  # empty sensor blocks: no fields
+    with pytest.raises(MessageRejected) as info:
+        _points(_pipeline({"format": "tasmota"}), "tele/t/SENSOR", ("{" + blocks + "}").encode())
+    assert info.value.reason == "limit_exceeded"

@@ -18,14 +18,15 @@ from ingestd.errors import MqttConnectionError
 from ingestd.mqtt.native import NativeMqttClient
 from ingestd.mqtt.packets import MqttProtocolError, varint
 
+from .test_native import FakeTransport
 
-class Transport:
+
+class Transport(FakeTransport):
+    """test_native's transport, which can also be aborted."""
+
     def __init__(self) -> None:
-        self.written = b""
+        super().__init__()
         self.aborted = False
-
-    def write(self, data: bytes) -> None:
-        self.written += data
 
     def is_closing(self) -> bool:
         return self.aborted
@@ -35,12 +36,6 @@ class Transport:
 
     def close(self) -> None:
         self.aborted = True
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
 
 
 def client(
