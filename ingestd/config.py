@@ -103,6 +103,14 @@ class MqttSettings(_Section):
     def tls_enabled(self) -> bool:
         return self.tls or self.ca_file is not None or self.cert_file is not None
 
+    @property
+    def password_in_plaintext(self) -> bool:
+        """A password sent without TLS to a broker that is not on this host: anyone on the path
+        reads it (and the data)."""
+        has_password = self.password_env is not None or self.password_file is not None
+        loopback = self.host in ("localhost", "::1") or self.host.startswith("127.")
+        return has_password and not self.tls_enabled and not loopback
+
     def password(self) -> str | None:
         return read_secret(self.password_env, self.password_file, "mqtt.password")
 

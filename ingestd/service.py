@@ -251,15 +251,7 @@ class Service:
         await self._remember()
         if s.http.enabled:
             await self.http.start(s.http.host, s.http.port)
-        self.log.info(
-            "ingestd_started",
-            mqtt=f"{s.mqtt.host}:{s.mqtt.port}",
-            topics=subscriptions(s),
-            influx=s.influx.url,
-            api=s.influx.api,
-            routes=len(s.routes),
-            http_port=self.http.port,
-        )
+        self._log_started()
         started_at = time.monotonic()
         ingest = self._start("ingest", self.source.run())
         flush = self._start("flush", self.flusher.run())
@@ -297,6 +289,26 @@ class Service:
         self.dead_letters.close()
         await self.http.stop()
         self._log_summary(time.monotonic() - started_at, unwritten, left_with_broker)
+
+    def _log_started(self) -> None:
+        s = self.settings
+        self.log.info(
+            "ingestd_started",
+            mqtt=f"{s.mqtt.host}:{s.mqtt.port}",
+            topics=subscriptions(s),
+            influx=s.influx.url,
+            api=s.influx.api,
+            routes=len(s.routes),
+            http_port=self.http.port,
+        )
+        if s.mqtt.password_in_plaintext:
+            self.log.warning(
+                "mqtt_password_in_plaintext",
+                host=s.mqtt.host,
+                fix="set mqtt.tls = true (and ca_file) and a TLS listener on the broker; "
+                "plaintext is acceptable only on a network nobody else shares, such as one "
+                "host's Docker network",
+            )
 
     async def _remember(self) -> None:
         """What ingestd learned before: the formats' state and the field types, from

@@ -139,3 +139,30 @@ def test_a_dead_task_makes_the_daemon_exit_non_zero(tmp_path: Path) -> None:
         assert run_service(settings_in(tmp_path), with_a_dying_flusher) is True
     finally:
         structlog.configure(**saved)
+
+
+@pytest.mark.parametrize(
+    ("mqtt", "warned"),
+    [
+        ({"host": "broker.lan", "username": "u", "password_env": "HOME"}, True),
+        ({"host": "broker.lan", "username": "u", "password_env": "HOME", "tls": True}, False),
+        ({"host": "127.0.0.1", "username": "u", "password_env": "HOME"}, False),
+        ({"host": "broker.lan"}, False),  # no password to leak
+    ],
+)
+async def test_a_password_over_plaintext_mqtt_is_warned_about_at_startup(
+    tmp_path: Path,
+    mqtt: dict[str, Any],
+    warned: bool,
+    log_lines: Callable[[], list[dict[str, Any]]],
+) -> None:
+    """Issue 12: a password sent in the clear to another host drew no word."""
+    base = settings_in(tmp_path)
+    settings = base.model_copy(update={"mqtt": base.mqtt.model_copy(update=mqtt)})
+    service = Service(settings, sink=FakeSink, source=FakeSource.feeding([]))
+    running = asyncio.create_task(service.run())
+    await asyncio.wait_for(service.started.wait(), 10)
+    service.request_stop()
+    await asyncio.wait_for(running, 10)
+    events = [line["event"] for line in log_lines()]
+    assert ("mqtt_password_in_plaintext" in events) == warned
