@@ -69,6 +69,12 @@ class MqttSettings(_Section):
     # The broker's in-flight window (mosquitto's max_inflight_messages, 20 by default): it sends
     # no more until we ack, so a write is committed as soon as this many messages await an ack.
     max_inflight: int = Field(20, ge=1, le=65535)
+    # MQTT 5, persistent sessions (clean_session = false): how long the broker keeps ingestd's
+    # session (its subscriptions, its queue, the unacked window) while ingestd is away. Past
+    # it, the broker discards the queue: size it to the longest outage ingestd may have (a
+    # day by default). 0 ends the session at disconnect. On 3.1.1 the broker decides
+    # (mosquitto: persistent_client_expiration).
+    session_expiry_s: int = Field(86_400, ge=0, le=0xFFFFFFFF)
     # The largest packet ingestd takes from the broker: the native transport hangs up on a larger
     # one (a protocol error, counted) before buffering it, and MQTT 5 sends it as Maximum Packet
     # Size, so the broker never sends more. Default: the 64 KiB payload limit, a topic of up to

@@ -12,7 +12,6 @@ from ingestd.errors import MqttConnectionError
 
 CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP = 2, 3, 4, 5, 6, 7
 SUBACK, PINGRESP, DISCONNECT = 9, 13, 14
-SESSION_EXPIRY_S = 86_400
 
 # topic, payload, qos, retain, packet id (0 at QoS 0)
 OnPublish = Callable[[bytes, bytes, int, bool, int], None]
@@ -47,7 +46,7 @@ def connect_packet(s: MqttSettings, password: str | None) -> bytes:
             payload += string_field(password.encode())
     variable = b"\x00\x04MQTT" + bytes([5 if v5 else 4, flags]) + s.keepalive_s.to_bytes(2, "big")
     if v5:
-        props = b"" if s.clean_session else b"\x11" + SESSION_EXPIRY_S.to_bytes(4, "big")
+        props = b"" if s.clean_session else b"\x11" + s.session_expiry_s.to_bytes(4, "big")
         props += b"\x27" + s.max_packet_bytes.to_bytes(4, "big")  # Maximum Packet Size
         variable += varint(len(props)) + props
     return encode_packet(0x10, variable + payload)

@@ -28,7 +28,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ingestd.config import MqttSettings
 from ingestd.errors import MqttConnectionError
-from ingestd.mqtt.packets import SESSION_EXPIRY_S, OnPublish, subscription_groups
+from ingestd.mqtt.packets import OnPublish, subscription_groups
 from ingestd.mqtt.reasons import reason_words
 
 MqttError = aiomqtt.MqttError
@@ -218,10 +218,11 @@ def new_paho_client(s: MqttSettings, on_publish: OnPublish, manual_ack: bool) ->
     kwargs: dict[str, Any] = {}
     if v5:
         kwargs["clean_start"] = s.clean_session
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.MaximumPacketSize = s.max_packet_bytes  # the broker sends nothing larger
         if not s.clean_session:
-            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            props.SessionExpiryInterval = SESSION_EXPIRY_S
-            kwargs["properties"] = props
+            props.SessionExpiryInterval = s.session_expiry_s
+        kwargs["properties"] = props
     else:
         kwargs["clean_session"] = s.clean_session
     return _PausableClient(

@@ -101,6 +101,11 @@ def test_connect_packets_for_both_protocols() -> None:
     # (0x27) ingestd takes, so the broker never sends a larger one
     assert packet[2:12] == b"\x00\x04MQTT\x05\x00\x00\x1e"
     assert packet[12:23] == b"\x0a\x11\x00\x01\x51\x80\x27\x00\x02\x10\x00"
+    # the session expiry is configurable, and a clean session sends none
+    hour = v5.model_copy(update={"session_expiry_s": 3600})
+    assert connect_packet(hour, None)[12:18] == b"\x0a\x11\x00\x00\x0e\x10"
+    clean = v5.model_copy(update={"clean_session": True})
+    assert connect_packet(clean, None)[12:18] == b"\x05\x27\x00\x02\x10\x00"
 
 
 class ClosingTransport(FakeTransport):
