@@ -12,6 +12,7 @@ import asyncio
 import base64
 import contextlib
 import fcntl
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -31,20 +32,39 @@ def lock_exclusive(file: IO[bytes]) -> bool:
     return True
 
 
-def to_json(letter: DeadLetter) -> bytes:
+TRUNCATED_PREFIX_BYTES = 4096
+
+
+def to_json(letter: DeadLetter, limit: int | None = None) -> bytes:
+    """One JSON line. With `limit`, a payload, topic or refused line longer than it is kept
+    as its first bytes, with the payload's size and SHA-256: one letter stays small whatever a
+    publisher sends, and says exactly what it was."""
+    payload, topic, line = letter.payload, letter.topic, letter.line
+    size, digest = letter.payload_bytes, letter.payload_sha256
+    too_long = limit is not None and (
+        len(payload) > limit or len(topic) > limit or (line is not None and len(line) > limit)
+    )
+    if too_long and size is None:
+        assert limit is not None
+        size, digest = len(payload), hashlib.sha256(payload).hexdigest()
+        payload = payload[: min(TRUNCATED_PREFIX_BYTES, limit)]
+        topic = topic[:limit]
+        line = None if line is None else line[:limit]
     record: dict[str, Any] = {
-        "topic": letter.topic,
+        "topic": topic,
         "reason": letter.reason,
-        "detail": letter.detail,
+        "detail": letter.detail[:1000],
         "received_ns": letter.received_ns,
         "dead_lettered_ns": letter.dead_lettered_ns,
     }
     try:
-        record["payload"] = letter.payload.decode("utf-8")
+        record["payload"] = payload.decode("utf-8")
     except UnicodeDecodeError:
-        record["payload_b64"] = base64.b64encode(letter.payload).decode("ascii")
-    if letter.line is not None:
-        record["line"] = letter.line
+        record["payload_b64"] = base64.b64encode(payload).decode("ascii")
+    if size is not None:
+        record["payload_bytes"], record["payload_sha256"] = size, digest
+    if line is not None:
+        record["line"] = line
     return orjson.dumps(record) + b"\n"
 
 
@@ -63,6 +83,8 @@ def from_json(raw: bytes) -> DeadLetter:
         received_ns=record["received_ns"],
         dead_lettered_ns=record["dead_lettered_ns"],
         line=record.get("line"),
+        payload_bytes=record.get("payload_bytes"),
+        payload_sha256=record.get("payload_sha256"),
     )
 
 
@@ -73,9 +95,15 @@ class DeadLetterFile:
         max_bytes: int,
         on_error: Callable[[str], None],
         publish: Callable[[bytes], None] | None = None,
+        keep_payload_bytes: int = 65536,
     ) -> None:
         self.path = path
         self.max_bytes = max_bytes
+        # payloads up to this are kept whole (replayable); longer ones as their first bytes,
+        # and topics and refused lines are cut to it too. At most max_bytes / 32: three such
+        # parts, even escaped 6x by JSON (NUL bytes), stay under max_bytes, so one letter never
+        # outgrows the file
+        self.limit = min(keep_payload_bytes, max_bytes // 32)
         self._on_error = on_error
         self._publish = publish
         self._file: IO[bytes] | None = None
@@ -88,7 +116,7 @@ class DeadLetterFile:
         self._size = self._file.tell()
 
     def write(self, letter: DeadLetter) -> None:
-        data = to_json(letter)
+        data = to_json(letter, self.limit)
         try:
             if self._file is None:
                 self.open()

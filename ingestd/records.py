@@ -48,6 +48,10 @@ class DeadLetter:
     received_ns: int
     dead_lettered_ns: int
     line: str | None = None
+    # set when the stored payload is only its first bytes (too large to keep whole): the
+    # original size and SHA-256; such a letter cannot be replayed
+    payload_bytes: int | None = None
+    payload_sha256: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,8 @@ class ReplayReport:
 def _selected(
     letter: DeadLetter, reasons: set[str], since_ns: int | None, until_ns: int | None
 ) -> bool:
+    if letter.payload_bytes is not None:  # only its first bytes were kept: nothing to replay
+        return False
     if reasons and letter.reason not in reasons:
         return False
     if since_ns is not None and letter.dead_lettered_ns < since_ns:

@@ -94,6 +94,7 @@ class Service:
             dl.max_bytes,
             on_error=self.telemetry.deadletter_write_failed,
             publish=self._publish_dead_letter if dl.mqtt_topic else None,
+            keep_payload_bytes=settings.limits.max_payload_bytes,
         )
         self.state_files = StateFiles(settings.state.path)
         self._field_types_changed = asyncio.Event()
