@@ -20,6 +20,7 @@ from typing import IO, Any
 import orjson
 
 from ingestd.errors import IngestdError
+from ingestd.privatefiles import open_private
 from ingestd.records import DeadLetter
 
 
@@ -139,7 +140,7 @@ class DeadLetterFile:
         self._size = 0
 
     def _open_locked(self) -> IO[bytes]:
-        file = self.path.open("ab", buffering=64 * 1024)
+        file = open_private(self.path, "ab", buffering=64 * 1024)
         if not lock_exclusive(file):
             file.close()
             raise IngestdError(f"{self.path} is in use by another ingestd (deadletter.path)")

@@ -19,6 +19,7 @@ from ingestd.config import Settings
 from ingestd.deadletter import lock_exclusive, read_dead_letters, to_json
 from ingestd.errors import DropReason, IngestdError, RetryableSinkError
 from ingestd.pipeline import Pipeline
+from ingestd.privatefiles import open_private
 from ingestd.records import DeadLetter, RawMessage
 from ingestd.routes import compile_routes
 from ingestd.sink import InfluxSink
@@ -110,7 +111,7 @@ async def replay(
         report.written_messages = len(written - refused)
         report.rejected_again = Counter(letter.reason for letter in again)
         temporary = path.with_name(path.name + ".replaying")
-        with temporary.open("wb") as out:
+        with open_private(temporary, "wb") as out:
             for letter in keep + again:
                 out.write(to_json(letter))
             out.flush()

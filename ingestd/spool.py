@@ -24,6 +24,7 @@ from pathlib import Path
 import orjson
 
 from ingestd.buffer import Batch
+from ingestd.privatefiles import open_private
 from ingestd.records import RawMessage
 
 MAGIC = b"IGSP"
@@ -92,7 +93,8 @@ class DiskSpool:
 
     def _save_cursor(self) -> None:
         temporary = self._cursor_path.with_suffix(".tmp")
-        temporary.write_text(f"{self._read_segment} {self._read_offset}\n")
+        with open_private(temporary, "wb") as f:
+            f.write(f"{self._read_segment} {self._read_offset}\n".encode())
         os.replace(temporary, self._cursor_path)
 
     def _repair_tail(self) -> None:
@@ -104,7 +106,7 @@ class DiskSpool:
         good_end, _ = self._scan(data, 0, count=False)
         if good_end < len(data):
             self.stats.corrupt_records += 1
-            with path.open("r+b") as f:
+            with open_private(path, "r+b") as f:
                 f.truncate(good_end)
 
     def _scan(
@@ -156,7 +158,7 @@ class DiskSpool:
         if path.exists() and path.stat().st_size + len(record) > self.segment_bytes:
             self._write_segment += 1
             path = self._segment_path(self._write_segment)
-        with path.open("ab") as f:
+        with open_private(path, "ab") as f:
             f.write(record)
             f.flush()
             if self.fsync:

@@ -5,9 +5,10 @@ field's InfluxDB type).
 A format's file is rewritten whole whenever a message changed its state, before that message is
 acked (births are rare: one small write per birth, never one per message); the field types at
 most once a second and at shutdown (a type missed by a power cut is learned again from the
-database). Each write goes to a temporary file (0600, never through a symlink), is fsynced and
-renamed over the old one, so a crash leaves either the old state or the new one. A file that
-cannot be read is logged and set aside (`.corrupt`): that memory starts empty and fills again.
+database). Each write goes to a temporary file (privatefiles: 0600, never through a
+symlink), is fsynced and renamed over the old one, so a crash leaves either the old state or
+the new one. A file that cannot be read is logged and set aside (`.corrupt`): that memory
+starts empty and fills again.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from ingestd.formats import Remembered
 from ingestd.logs import get_logger
+from ingestd.privatefiles import open_private
 
 FIELD_TYPES = "field_types"
 
@@ -55,15 +57,10 @@ class StateFiles:
         data = state.to_json()
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
-            fd = os.open(temporary, flags, 0o600)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            with open_private(temporary, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
             os.replace(temporary, file)
         except OSError as exc:
             self.failures += 1
