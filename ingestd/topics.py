@@ -1,13 +1,29 @@
 """MQTT topic-filter semantics, once (MQTT 3.1.1 section 4.7, MQTT 5 section 4.7): `+` is one
-level, a final `#` is every level below and the parent itself. Used to check routes against
-subscriptions, dead letters against subscriptions, and to name the filter a message came by."""
+level, a final `#` is every level below and the parent itself, and a shared subscription
+delivers from the filter after its group. Used to check routes against subscriptions, dead
+letters against subscriptions, and to name the filter a message came by."""
 
 from __future__ import annotations
+
+
+SHARED_PREFIX = "$share/"
+
+
+def delivered_filter(topic_filter: str) -> str:
+    """What a subscription delivers from: a shared subscription `$share/<group>/<filter>`
+    (MQTT 5 section 4.8.2; Mosquitto, EMQX, HiveMQ and VerneMQ also take it from 3.1.1 clients)
+    delivers from `<filter>`, each message to one member of the group."""
+    if topic_filter.startswith(SHARED_PREFIX):
+        parts = topic_filter.split("/", 2)
+        if len(parts) == 3 and parts[1] and parts[2]:
+            return parts[2]
+    return topic_filter
 
 
 def filters_overlap(first: str, second: str) -> bool:
     """Whether some topic is delivered by both filters. A topic is a filter without wildcards,
     so with a topic as `second` this is whether a subscription to `first` delivers it."""
+    first, second = delivered_filter(first), delivered_filter(second)
     first_levels, second_levels = first.split("/"), second.split("/")
     for a, b in zip(first_levels, second_levels, strict=False):
         if a == "#" or b == "#":

@@ -101,3 +101,19 @@ def test_filters_overlap_agrees_with_a_search_for_a_common_topic(
     second = "/".join([*second_levels, "#"] if second_hash else second_levels)
     common = any(filter_matches(first, t) and filter_matches(second, t) for t in TOPICS)
     assert filters_overlap(first, second) is common
+
+
+@pytest.mark.parametrize(
+    ("subscription", "topic", "delivered"),
+    [
+        ("$share/ingestd/sensors/#", "sensors/a/t", True),
+        ("$share/ingestd/sensors/+/t", "sensors/a/t", True),
+        ("$share/ingestd/sensors/#", "other/a", False),
+        ("$share/g", "$share/g", True),  # no filter after the group: taken as written
+    ],
+)
+def test_a_shared_subscription_delivers_from_the_filter_after_its_group(
+    subscription: str, topic: str, delivered: bool
+) -> None:
+    """Issue 12: `$share/ingestd/sensors/#` was refused at startup as covering no route."""
+    assert filter_matches(subscription, topic) is delivered
