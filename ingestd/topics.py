@@ -5,7 +5,6 @@ letters against subscriptions, and to name the filter a message came by."""
 
 from __future__ import annotations
 
-
 SHARED_PREFIX = "$share/"
 
 
