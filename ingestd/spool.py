@@ -45,12 +45,20 @@ def encode_batch(batch: Batch, written_ns: int) -> bytes:
 
 
 def decode_batch(body: bytes) -> Batch:
+    """A stored batch; ValueError when the body does not describe one. The line counts are
+    checked against the lines before anything is allocated for them: a crafted record with a
+    valid checksum could otherwise ask for a list of 10**12 origins (a MemoryError that killed
+    the replay task)."""
     data = orjson.loads(body)
+    lines = list(data["lines"])
+    counts = [message[3] for message in data["messages"]]
+    if not all(isinstance(n, int) and n > 0 for n in counts) or sum(counts) != len(lines):
+        raise ValueError("the messages' line counts do not add up to the batch's lines")
     origins: list[RawMessage] = []
     for topic, payload, received_ns, count in data["messages"]:
         origin = RawMessage(topic, base64.b64decode(payload), received_ns)
         origins.extend([origin] * count)
-    return Batch(list(data["lines"]), origins, int(data["written_ns"]))
+    return Batch(lines, origins, int(data["written_ns"]))
 
 
 @dataclass
@@ -187,7 +195,7 @@ class DiskSpool:
                     self._save_cursor()
                 try:
                     batch = decode_batch(body)
-                except (orjson.JSONDecodeError, KeyError, ValueError, TypeError):
+                except (orjson.JSONDecodeError, KeyError, ValueError, TypeError, IndexError):
                     self.stats.corrupt_records += 1  # a valid checksum over a body we cannot read
                     self._read_offset += end
                     self._save_cursor()

@@ -159,3 +159,26 @@ async def test_a_database_slower_than_ingest_overflows_to_the_spool_not_to_the_b
         await service.sink.close()
         service.dead_letters.close()
     assert len(db.stored) == 3000
+
+
+def test_a_crafted_record_with_a_valid_checksum_cannot_make_replay_allocate(tmp_path: Path) -> None:
+    """Issue 12: a record claiming 10**12 lines for one message made replay build a list of a
+    trillion origins (MemoryError: the replay task died). Now it is a corrupt record, skipped."""
+    import struct
+    import zlib
+
+    import orjson
+
+    spool = spool_at(tmp_path, segment_bytes=1 << 20)
+    spool.store(batch_of("a"))
+    body = orjson.dumps({"written_ns": 1, "lines": ["m v=1 1"], "messages": [["t", "", 1, 10**12]]})
+    with next(tmp_path.glob("*.seg")).open("ab") as segment:
+        segment.write(struct.pack(">4sII", b"IGSP", len(body), zlib.crc32(body)) + body)
+    spool.store(batch_of("c"))
+    reopened = spool_at(tmp_path, segment_bytes=1 << 20)
+    seen = []
+    while (taken := reopened.take()) is not None:
+        seen.append(taken.lines[0].split()[0])
+        reopened.accept(taken)
+    assert seen == ["m,d=a", "m,d=c"]
+    assert reopened.stats.corrupt_records == 1
