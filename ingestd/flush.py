@@ -52,6 +52,8 @@ class Flusher:
         # since when the database has taken writes (wall clock ns; 0: since the start)
         self.writable_since_ns = 0
         self._spooled = asyncio.Event()
+        # why the spool cannot be replayed now (an OSError), for /readyz; None when it can
+        self.replay_error: str | None = None
 
     @property
     def outage(self) -> bool:
@@ -163,12 +165,29 @@ class Flusher:
     # -- spool -> database -------------------------------------------------------------------
 
     async def replay_forever(self) -> None:
+        """Spooled batches back to the database, oldest first, for as long as ingestd runs. A
+        spool the disk will not read or write (EIO, ENOSPC on the cursor) is logged, retried
+        with backoff and reported by /readyz; it never ends the task."""
+        attempt = 0
+        while True:
+            try:
+                await self._replay()
+            except OSError as exc:
+                self.replay_error = f"{type(exc).__name__}: {exc}"
+                b = self.settings.batch
+                delay = backoff_delay(attempt, b.retry_initial_s, b.retry_max_s)
+                attempt += 1
+                self.telemetry.spool_replay_failed(self.replay_error, delay)
+                await asyncio.sleep(delay)
+
+    async def _replay(self) -> None:
         spool = self.spool
         if spool is None:
             return
         max_age_ns = int(self.settings.spool.max_age_s * 1e9)
         while True:
             batch = spool.take(self.settings.batch.max_lines)
+            self.replay_error = None
             if batch is None:
                 self._spooled.clear()
                 await self._spooled.wait()

@@ -184,6 +184,8 @@ class Service:
             return False, "mqtt not connected"
         if self.flusher.outage:
             return False, "the database is not taking writes"
+        if self.flusher.replay_error is not None:
+            return False, f"the spool cannot be replayed: {self.flusher.replay_error}"
         if self.acks_overdue_since_ns is not None:
             return False, "messages wait for their ack longer than mqtt.ack_overdue_s"
         return True, "ready"

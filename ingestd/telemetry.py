@@ -202,6 +202,9 @@ class Telemetry:
     def acks_caught_up(self, stalled_s: float) -> None:
         self.log.info("mqtt_acks_caught_up", stalled_s=round(stalled_s, 1))
 
+    def spool_replay_failed(self, error: str, retry_in_s: float) -> None:
+        self.log.error("spool_replay_failed", error=error[:300], retry_in_s=round(retry_in_s, 2))
+
     def mqtt_down(self, error: str, retry_in_s: float) -> None:
         was = self.mqtt_connected
         self.mqtt_connected = False

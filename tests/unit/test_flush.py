@@ -145,3 +145,45 @@ def test_the_full_spool_policies_settle_or_keep_the_batch_and_count_drops(
     else:
         assert settled and acked == [new] and remaining == ["sensors/old/t"]
         assert telemetry.dropped == {"spool_full": 1}
+
+
+async def test_a_spool_the_disk_will_not_read_is_retried_not_the_end_of_replay(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12: an OSError from the spool (EIO, ENOSPC on the cursor) ended the replay task.
+    Now it is logged, retried with backoff, and shown by replay_error (/readyz) meanwhile."""
+    async with fake_database() as db:
+        settings = parse_settings(
+            {
+                "influx": {"url": db.url, "api": "v2", "bucket": "b"},
+                "batch": {"retry_initial_s": 0.05, "retry_max_s": 0.05},
+                "spool": {"path": str(tmp_path), "fsync": False},
+            }
+        )
+        spool = DiskSpool(tmp_path, 1 << 20, 1 << 20, fsync=False)
+        spool.store(batch_of("a"))
+        failures = [OSError(5, "Input/output error")] * 2
+        real_take = spool.take
+
+        def flaky_take(max_lines: int = 0) -> Batch | None:
+            if failures:
+                raise failures.pop()
+            return real_take(max_lines)
+
+        monkeypatch.setattr(spool, "take", flaky_take)
+        flusher = flusher_for(settings, MemoryBuffer(100), spool, Telemetry(), [])
+        errors_seen: list[str] = []
+        replay = asyncio.create_task(flusher.replay_forever())
+        try:
+            async with asyncio.timeout(5):
+                while len(db.stored) < 4:
+                    if flusher.replay_error:
+                        errors_seen.append(flusher.replay_error)
+                    await asyncio.sleep(0.005)
+        finally:
+            replay.cancel()
+            await flusher.sink.close()
+    assert not replay.done() or replay.cancelled()
+    assert errors_seen and "Input/output error" in errors_seen[0]
+    assert flusher.replay_error is None
+    assert sorted(db.stored) == sorted(batch_of("a").lines)
