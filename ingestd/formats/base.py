@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any, NamedTuple, Protocol
 
-from ingestd.decode import flatten, is_absent, parse_bare, parse_json
+from ingestd.decode import flatten, is_absent, parse_json
 from ingestd.errors import DropReason, MessageRejected
 from ingestd.timestamps import to_ns
 
@@ -94,9 +94,14 @@ def reading(value: Any) -> Any:
     return value
 
 
-def bare_or_json(payload: bytes) -> Any:
-    """A payload that is JSON or a bare token (`23.5`, `ON`, `nan`, empty)."""
-    return parse_bare(payload)
+def path_value(node: Any, *path: str | int) -> Any:
+    """The value at a path of keys and list indexes in decoded JSON, or None where it stops."""
+    for part in path:
+        if isinstance(part, int):
+            node = node[part] if isinstance(node, list) and len(node) > part else None
+        else:
+            node = node.get(part) if isinstance(node, dict) else None
+    return node
 
 
 def json_object(payload: bytes) -> dict[str, Any]:
@@ -119,7 +124,7 @@ def flat_fields(
 
 def payload_time(value: Any, timezone: tzinfo, unit: str = "auto") -> int | None:
     """A payload's own time in ns, or None (receive time) when it has none."""
-    if is_absent(value) or value == "":
+    if is_absent(value):
         return None
     return to_ns(value, unit, timezone)
 

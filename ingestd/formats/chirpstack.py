@@ -19,6 +19,7 @@ from ingestd.formats.base import (
     Samples,
     flat_fields,
     json_object,
+    path_value,
     payload_time,
     tags_of,
 )
@@ -29,22 +30,23 @@ def samples(message: FormatInput) -> Samples:
     if levels[-2:] != ["event", "up"]:
         return None
     data = json_object(message.payload)
-    info = data.get("deviceInfo")
-    info = info if isinstance(info, dict) else {}
+    info = path_value(data, "deviceInfo")
     tags = tags_of(
-        ("application_id", message.segments.get("application_id", info.get("applicationId"))),
-        ("dev_eui", message.segments.get("dev_eui", info.get("devEui"))),
-        ("device_name", info.get("deviceName")),
-        ("application_name", info.get("applicationName")),
-        ("device_profile_name", info.get("deviceProfileName")),
+        (
+            "application_id",
+            message.segments.get("application_id", path_value(info, "applicationId")),
+        ),
+        ("dev_eui", message.segments.get("dev_eui", path_value(info, "devEui"))),
+        ("device_name", path_value(info, "deviceName")),
+        ("application_name", path_value(info, "applicationName")),
+        ("device_profile_name", path_value(info, "deviceProfileName")),
     )
     decoded = data.get("object")
     fields = flat_fields(decoded, message.max_readings) if isinstance(decoded, dict) else []
-    rx = data.get("rxInfo")
-    gateway = rx[0] if isinstance(rx, list) and rx and isinstance(rx[0], dict) else {}
+    gateway = path_value(data, "rxInfo", 0)
     radio = (
-        ("rssi", gateway.get("rssi")),
-        ("snr", gateway.get("snr")),
+        ("rssi", path_value(gateway, "rssi")),
+        ("snr", path_value(gateway, "snr")),
         ("f_cnt", data.get("fCnt")),
         ("dr", data.get("dr")),
     )

@@ -11,7 +11,8 @@
 
 from __future__ import annotations
 
-from ingestd.formats.base import Format, FormatInput, Sample, Samples, bare_or_json, reading
+from ingestd.decode import parse_bare
+from ingestd.formats.base import Format, FormatInput, Sample, Samples, reading
 
 
 def samples(message: FormatInput) -> Samples:
@@ -20,7 +21,7 @@ def samples(message: FormatInput) -> Samples:
         return None
     node, component, object_id = levels[-4], levels[-3], levels[-2]
     tags = (("node", node), ("component", component), ("object_id", object_id))
-    return [Sample("esphome", tags, [(object_id, reading(bare_or_json(message.payload)))], None)]
+    return [Sample("esphome", tags, [(object_id, reading(parse_bare(message.payload)))], None)]
 
 
 FORMAT = Format("esphome", ("+/+/+/state",), samples)

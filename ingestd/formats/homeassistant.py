@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import orjson
 
+from ingestd.decode import parse_bare
 from ingestd.formats.base import (
     Format,
     FormatInput,
     Sample,
     Samples,
-    bare_or_json,
     flat_fields,
     reading,
     tags_of,
@@ -34,7 +34,7 @@ def samples(message: FormatInput) -> Samples:
     entity = message.segments.get("entity", levels[2])
     attribute = levels[3]
     tags = tags_of(("domain", domain), ("entity", entity))
-    value = bare_or_json(message.payload)
+    value = parse_bare(message.payload)
     if isinstance(value, dict):
         return [
             Sample("homeassistant", tags, flat_fields(value, message.max_readings, attribute), None)

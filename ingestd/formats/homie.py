@@ -10,7 +10,8 @@
 
 from __future__ import annotations
 
-from ingestd.formats.base import Format, FormatInput, Sample, Samples, bare_or_json, reading
+from ingestd.decode import parse_bare
+from ingestd.formats.base import Format, FormatInput, Sample, Samples, reading
 
 
 def samples(message: FormatInput) -> Samples:
@@ -21,7 +22,7 @@ def samples(message: FormatInput) -> Samples:
         return None
     device, node, prop = rest
     tags = (("device", device), ("node", node))
-    return [Sample("homie", tags, [(prop, reading(bare_or_json(message.payload)))], None)]
+    return [Sample("homie", tags, [(prop, reading(parse_bare(message.payload)))], None)]
 
 
 FORMAT = Format("homie", ("homie/#",), samples)

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from ingestd.decode import parse_bare
 from ingestd.formats.base import (
     Format,
     FormatInput,
     Sample,
     Samples,
     Tags,
-    bare_or_json,
     fahrenheit_to_celsius,
     flat_fields,
     json_object,
@@ -50,7 +50,7 @@ def _gen1(message: FormatInput) -> Samples:
         return None
     device, path = rest[0], rest[1:]
     tags: Tags = (("device", device),)
-    value = reading(bare_or_json(message.payload))
+    value = reading(parse_bare(message.payload))
     if len(path) == 1:
         field = path[0]
     elif path[1].isdigit():

@@ -23,13 +23,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ingestd.decode import parse_bare
 from ingestd.formats.base import (
     Format,
     FormatInput,
     Sample,
     Samples,
     Tags,
-    bare_or_json,
     fahrenheit_to_celsius,
     flat_fields,
     payload_time,
@@ -78,7 +78,7 @@ def samples(message: FormatInput) -> Samples:
         return None
     if prefix == "stat" and not _STAT.fullmatch(command):
         return None
-    data = bare_or_json(message.payload)
+    data = parse_bare(message.payload)
     if not isinstance(data, dict):  # stat/<t>/POWER: a bare ON/OFF
         data = {command: data}
     for wrapper in ("StatusSNS", "StatusSTS"):

@@ -13,8 +13,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from ingestd.formats.base import (
     Format,
     FormatInput,
@@ -22,43 +20,39 @@ from ingestd.formats.base import (
     Samples,
     flat_fields,
     json_object,
+    path_value,
     payload_time,
     tags_of,
 )
-
-
-def _get(node: Any, *path: str | int) -> Any:
-    for part in path:
-        if isinstance(part, int):
-            node = node[part] if isinstance(node, list) and len(node) > part else None
-        else:
-            node = node.get(part) if isinstance(node, dict) else None
-    return node
 
 
 def samples(message: FormatInput) -> Samples:
     if message.levels[-1] != "up":
         return None
     data = json_object(message.payload)
-    uplink = _get(data, "uplink_message")
-    ids = _get(data, "end_device_ids")
+    uplink = path_value(data, "uplink_message")
+    ids = path_value(data, "end_device_ids")
     tags = tags_of(
-        ("application_id", _get(ids, "application_ids", "application_id")),
-        ("device_id", _get(ids, "device_id")),
-        ("dev_eui", _get(ids, "dev_eui")),
-        ("model_id", _get(uplink, "version_ids", "model_id")),
+        ("application_id", path_value(ids, "application_ids", "application_id")),
+        ("device_id", path_value(ids, "device_id")),
+        ("dev_eui", path_value(ids, "dev_eui")),
+        ("model_id", path_value(uplink, "version_ids", "model_id")),
     )
-    decoded = _get(uplink, "decoded_payload")
+    decoded = path_value(uplink, "decoded_payload")
     fields = flat_fields(decoded, message.max_readings) if isinstance(decoded, dict) else []
-    gateway = _get(uplink, "rx_metadata", 0)
+    gateway = path_value(uplink, "rx_metadata", 0)
     radio = (
-        ("rssi", _get(gateway, "rssi")),
-        ("snr", _get(gateway, "snr")),
-        ("f_cnt", _get(uplink, "f_cnt")),
-        ("last_battery_percentage", _get(uplink, "last_battery_percentage", "value")),
+        ("rssi", path_value(gateway, "rssi")),
+        ("snr", path_value(gateway, "snr")),
+        ("f_cnt", path_value(uplink, "f_cnt")),
+        ("last_battery_percentage", path_value(uplink, "last_battery_percentage", "value")),
     )
     fields.extend((key, value) for key, value in radio if value is not None)
-    received = _get(data, "received_at") or _get(uplink, "received_at") or _get(gateway, "time")
+    received = (
+        path_value(data, "received_at")
+        or path_value(uplink, "received_at")
+        or path_value(gateway, "time")
+    )
     return [Sample("ttn", tags, fields, payload_time(received, message.timezone))]
 
 

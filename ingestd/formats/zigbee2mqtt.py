@@ -13,12 +13,12 @@
 
 from __future__ import annotations
 
+from ingestd.decode import parse_bare
 from ingestd.formats.base import (
     Format,
     FormatInput,
     Sample,
     Samples,
-    bare_or_json,
     flat_fields,
     payload_time,
     reading,
@@ -35,7 +35,7 @@ def samples(message: FormatInput) -> Samples:
         return None
     if any(level in _COMMANDS for level in rest[1:]):
         return None
-    data = bare_or_json(message.payload)
+    data = parse_bare(message.payload)
     if isinstance(data, dict):
         device_info = data.get("device")
         info = device_info if isinstance(device_info, dict) else {}
