@@ -27,7 +27,6 @@ from ingestd.pipeline import Pipeline
 from ingestd.records import Point, RawMessage
 from ingestd.routes import Route, compile_routes
 from ingestd.telemetry import Telemetry
-from ingestd.transform import sample_points, to_points
 
 # most specific first: a literal prefix before the formats whose topics are all wildcards
 ORDER = (
@@ -82,16 +81,6 @@ class Discovery:
         self.topics: set[str] = set()
         self.overflow = 0
 
-    def _points(self, route: Route, segments: dict[str, str], message: RawMessage) -> list[Point]:
-        p, limits = self.pipeline, self.limits
-        topic, payload, now = message.topic, message.payload, message.received_ns
-        if route.codec is None:
-            return to_points(route, segments, payload, now, types=p.field_types, limits=limits)[0]
-        state = p.format_states.get(route.codec.name)
-        return sample_points(
-            route, segments, topic, payload, now, types=p.field_types, limits=limits, state=state
-        )
-
     def observe(self, topic: str, payload: bytes, received_ns: int = 0) -> str | None:
         """The format this message belongs to, or None."""
         self.messages += 1
@@ -112,7 +101,7 @@ class Discovery:
                         owner = name  # its own prefix: its traffic, read or not
                     try:
                         message = RawMessage(topic, payload, received_ns)
-                        points = self._points(route, segments, message)
+                        points = self.pipeline.route_points(route, segments, message)[0]
                     except MessageRejected:
                         continue
                     self._record(name, topic, points)

@@ -76,24 +76,7 @@ class Pipeline:
         route, segments = matched
         if route.format == "ignore":
             return None
-        if route.codec is not None:
-            state = self.format_states.get(route.codec.name)
-            try:
-                points = sample_points(
-                    route,
-                    segments,
-                    message.topic,
-                    message.payload,
-                    message.received_ns,
-                    types=self.field_types,
-                    limits=self.limits,
-                    state=state,
-                )
-            finally:
-                if state is not None:
-                    self._settle_state(route, state)
-            time_missing = False  # each format knows where its time is, or that it has none
-        else:
+        if route.codec is None:  # the p4n4 formats, inline: no extra call on the hot path
             points, time_missing = to_points(
                 route,
                 segments,
@@ -102,11 +85,45 @@ class Pipeline:
                 types=self.field_types,
                 limits=self.limits,
             )
+        else:
+            points, time_missing = self.route_points(route, segments, message)
         if not points:  # the payload held no reading (nan, unavailable, null, ...)
             return None
         for point in points:
             self.series.admit(route, point)
         return points, route if time_missing else None
+
+    def route_points(
+        self, route: Route, segments: dict[str, str], message: RawMessage
+    ) -> tuple[list[Point], bool]:
+        """The points `message` becomes on this route, typed, and whether it lacked the route's
+        time_key; [] for no reading. The one dispatch between the p4n4 formats and the
+        ecosystem formats (`ingestd discover` tries one route after another through it)."""
+        if route.codec is None:
+            return to_points(
+                route,
+                segments,
+                message.payload,
+                message.received_ns,
+                types=self.field_types,
+                limits=self.limits,
+            )
+        state = self.format_states.get(route.codec.name)
+        try:
+            points = sample_points(
+                route,
+                segments,
+                message.topic,
+                message.payload,
+                message.received_ns,
+                types=self.field_types,
+                limits=self.limits,
+                state=state,
+            )
+        finally:
+            if state is not None:
+                self._settle_state(route, state)
+        return points, False  # each format knows where its time is, or that it has none
 
     def _settle_state(self, route: Route, state: FormatState) -> None:
         """After a message of a format with memory: save what changed, publish what it asks."""
