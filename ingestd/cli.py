@@ -183,7 +183,7 @@ async def _connect(settings: Settings) -> list[str]:
     m = settings.mqtt
     try:
         check = m.model_copy(update={"client_id": f"{m.client_id}-check", "clean_session": True})
-        async with new_client(check, lambda *_message: None, manual_ack=False):
+        async with new_client(check, lambda *_message: None, False, lambda _oversized: None):
             print(f"broker: connected to {m.host}:{m.port}")
     except connection_errors_of(m) as exc:
         problems.append(f"broker: {exc}")

@@ -75,9 +75,10 @@ class MqttSettings(_Section):
     # day by default). 0 ends the session at disconnect. On 3.1.1 the broker decides
     # (mosquitto: persistent_client_expiration).
     session_expiry_s: int = Field(86_400, ge=0, le=0xFFFFFFFF)
-    # The largest packet ingestd takes from the broker: the native transport hangs up on a larger
-    # one (a protocol error, counted) before buffering it, and MQTT 5 sends it as Maximum Packet
-    # Size, so the broker never sends more. Default: the 64 KiB payload limit, a topic of up to
+    # The largest packet ingestd buffers: the native transport reads past a larger PUBLISH and
+    # dead-letters it (its first 4 KiB, size and SHA-256), hangs up on any other larger packet
+    # (a protocol error, counted), and MQTT 5 sends it as Maximum Packet Size, so the broker
+    # never sends more. Default: the 64 KiB payload limit, a topic of up to
     # 64 KiB, and the headers. Set the broker's max_packet_size too (mosquitto/mosquitto.conf).
     max_packet_bytes: int = Field(135_168, ge=1024, le=268_435_460)
     # A subscription the broker refuses (SUBACK 0x80 and up): "exit" drains what was received,

@@ -175,7 +175,8 @@ async def listen(mqtt: MqttSettings, seconds: float, discovery: Discovery) -> No
     quiet = mqtt.model_copy(
         update={"client_id": f"{mqtt.client_id}-discover-{os.getpid()}", "clean_session": True}
     )
-    async with new_client(quiet, on_publish, manual_ack=False) as client:
+    # a message larger than mqtt.max_packet_bytes is read past: no route could take it
+    async with new_client(quiet, on_publish, False, lambda _oversized: None) as client:
         codes = await client.subscribe([("#", 0)])
         if codes and codes[0] >= 0x80:
             raise IngestdError(f"the broker refused a subscription to '#' (code {codes[0]:#x})")

@@ -176,18 +176,28 @@ class Pipeline:
         except BufferClosed:  # arrived during shutdown, after intake closed
             self.reject(message, DropReason.UNWRITTEN_AT_SHUTDOWN, "arrived after intake closed")
 
+    def handle_oversized(self, message: RawMessage, size: int, sha256: str) -> None:
+        """A message the MQTT client read past, too large to hold: `message.payload` is its first
+        bytes. Dead-lettered (not replayable) with its size and SHA-256, then settled."""
+        self.telemetry.messages_received += 1
+        detail = f"{size} bytes: the packet is over mqtt.max_packet_bytes (read past, unbuffered)"
+        self.reject(message, DropReason.PAYLOAD_TOO_LARGE, detail, whole=(size, sha256))
+
     def reject(
         self,
         message: RawMessage,
         reason: str,
         detail: str,
+        *,
         line: str | None = None,
         settle: bool = True,
+        whole: tuple[int, str] | None = None,
     ) -> None:
         """Count, log (rate-limited) and dead-letter one message, or one line of it. `settle=False`
         when the message is settled some other way (its batch, or the broker keeps it). A line
         the database refused for a field type conflict teaches the field its type, so the next
-        values are coerced to it (or dead-lettered naming both types) instead of refused."""
+        values are coerced to it (or dead-lettered naming both types) instead of refused.
+        `whole`: the size and SHA-256 of the payload when `message.payload` is only its start."""
         if reason == DropReason.REJECTED_BY_SINK:
             self.field_types.learn_conflict(detail)
         self.telemetry.message_dropped(reason, message, detail)
@@ -200,6 +210,8 @@ class Pipeline:
                 received_ns=message.received_ns,
                 dead_lettered_ns=time.time_ns(),
                 line=line,
+                payload_bytes=whole[0] if whole else None,
+                payload_sha256=whole[1] if whole else None,
             )
         )
         if settle:

@@ -119,6 +119,7 @@ class Service:
             invalid_topic=lambda m: self.pipeline.reject(
                 m, DropReason.INVALID_TOPIC, "topic is not valid UTF-8"
             ),
+            oversized=self.pipeline.handle_oversized,
             on_fatal=self._fail,
         )
         # the formats' own topics join mqtt.topics (routes.subscriptions)

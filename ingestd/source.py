@@ -28,6 +28,7 @@ from ingestd.backoff import backoff_delay
 from ingestd.config import MqttSettings
 from ingestd.errors import MqttConnectionError
 from ingestd.mqtt.client import MqttClient, connection_errors_of, new_client
+from ingestd.mqtt.oversized import OversizedPublish
 from ingestd.mqtt.packets import MqttProtocolError
 from ingestd.mqtt.reasons import reason_words, refused
 from ingestd.records import RawMessage
@@ -47,6 +48,9 @@ class SourceHooks:
     invalid_topic: Callable[[RawMessage], None]  # a topic that is not UTF-8: dead-letter it
     # ingestd cannot do what it is configured to (a refused subscription): stop, exit non-zero
     on_fatal: Callable[[str], None]
+    # a message larger than mqtt.max_packet_bytes, read past (its first bytes as the payload),
+    # with its size and SHA-256: dead-letter it
+    oversized: Callable[[RawMessage, int, str], None]
 
 
 class Source(Protocol):
@@ -81,6 +85,7 @@ class MqttSource:
         self._buffer_full = hooks.buffer_full
         self._wait_for_space = hooks.wait_for_space
         self._invalid_topic = hooks.invalid_topic
+        self._oversized = hooks.oversized
         self.telemetry = telemetry
         self._stop = asyncio.Event()
         self._client: MqttClient | None = None
@@ -124,6 +129,18 @@ class MqttSource:
         if self._buffer_full():
             self._pause()
 
+    def _deliver_oversized(self, message: OversizedPublish) -> None:
+        """A message the native client read past: dead-lettered by its first bytes, then acked."""
+        mid = message.packet_id if self._manual_ack and message.qos else 0
+        received_ns = time.time_ns()
+        if mid:
+            self._unacked[mid] = received_ns
+        raw = RawMessage(
+            message.topic.decode("utf-8", "replace"), bytes(message.head), received_ns,
+            message.retain, mid, message.qos, self._connection,
+        )  # fmt: skip
+        self._oversized(raw, message.size, message.sha256)
+
     def _pause(self) -> None:
         client = self._client
         if client is None or client.paused:
@@ -164,7 +181,7 @@ class MqttSource:
             self._client.pause_reading()
 
     def _new_client(self) -> MqttClient:
-        return new_client(self.settings, self._deliver, self._manual_ack)
+        return new_client(self.settings, self._deliver, self._manual_ack, self._deliver_oversized)
 
     async def run(self) -> None:
         """Connect, subscribe and keep reading until `stop()`; reconnect on any failure."""

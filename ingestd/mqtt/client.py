@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Protocol
 
 from ingestd.config import MqttSettings
 from ingestd.errors import MqttConnectionError
 from ingestd.mqtt.native import NativeMqttClient
+from ingestd.mqtt.oversized import OversizedPublish
 from ingestd.mqtt.packets import OnPublish
 
 
@@ -52,13 +54,20 @@ class MqttClient(Protocol):
         """QoS 0, best effort; False if it was not sent."""
 
 
-def new_client(settings: MqttSettings, on_publish: OnPublish, manual_ack: bool) -> MqttClient:
-    """One connection's client, of the configured transport (`async with` it to connect)."""
+def new_client(
+    settings: MqttSettings,
+    on_publish: OnPublish,
+    manual_ack: bool,
+    on_oversized: Callable[[OversizedPublish], None],
+) -> MqttClient:
+    """One connection's client, of the configured transport (`async with` it to connect).
+    `on_oversized`: a PUBLISH larger than mqtt.max_packet_bytes that the native client read
+    past; paho reads every message whole, and the pipeline refuses a payload too large."""
     if settings.transport == "paho":
         from ingestd.mqtt.paho import new_paho_client
 
         return new_paho_client(settings, on_publish, manual_ack)
-    return NativeMqttClient(settings, on_publish, manual_ack)
+    return NativeMqttClient(settings, on_publish, manual_ack, on_oversized)
 
 
 def connection_errors_of(settings: MqttSettings) -> tuple[type[Exception], ...]:

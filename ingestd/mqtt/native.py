@@ -13,6 +13,7 @@ PUBCOMP on the broker's PUBREL), keepalive, and pausing reads with `transport.pa
 From an MQTT 5 CONNACK it uses the Server Keep Alive [MQTT-3.2.2-21] and the Maximum Packet
 Size (subscriptions are split to fit; an oversized notification is not sent), and it subscribes
 with Retain Handling 2 when retained messages are to be skipped, so the broker sends none.
+A PUBLISH over mqtt.max_packet_bytes is read past without buffering (mqtt/oversized.py).
 Reconnecting is the source's job: a client is one connection.
 """
 
@@ -22,10 +23,12 @@ import asyncio
 import contextlib
 import ssl
 import time
+from collections.abc import Callable
 from types import TracebackType
 
 from ingestd.config import MqttSettings
 from ingestd.errors import MqttConnectionError
+from ingestd.mqtt.oversized import OversizedPublish
 from ingestd.mqtt.packets import (
     CONNACK,
     DISCONNECT,
@@ -66,10 +69,18 @@ def _long_length(buf: bytes, j: int, first: int) -> tuple[int, int] | None:
 class NativeMqttClient(asyncio.Protocol):
     """One connection: `async with client:` connects; `disconnected` resolves when it ends."""
 
-    def __init__(self, settings: MqttSettings, on_publish: OnPublish, manual_ack: bool) -> None:
+    def __init__(
+        self,
+        settings: MqttSettings,
+        on_publish: OnPublish,
+        manual_ack: bool,
+        on_oversized: Callable[[OversizedPublish], None],
+    ) -> None:
         self.settings = settings
         self.v5 = settings.protocol == "5"
         self._on_publish = on_publish
+        self._on_oversized = on_oversized
+        self._oversized: OversizedPublish | None = None  # a PUBLISH being read past
         self._manual_ack = manual_ack
         self._loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
@@ -205,14 +216,52 @@ class NativeMqttClient(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         """Every whole packet in what the socket read, parsed in one loop and checked: lengths,
-        QoS, packet ids, topic and property lengths. A packet that breaks the spec, or is larger
-        than mqtt.max_packet_bytes, closes the connection as a protocol error before more of it
-        is buffered; the source counts it and reconnects with backoff. Liveness is a valid
-        packet, not any byte."""
+        QoS, packet ids, topic and property lengths. A packet that breaks the spec, or a control
+        packet larger than mqtt.max_packet_bytes, closes the connection as a protocol error
+        before more of it is buffered; the source counts it and reconnects with backoff. A
+        PUBLISH larger than that is read past without buffering (mqtt/oversized.py) and handed
+        on to be dead-lettered and acked: hanging up would only make the broker redeliver it.
+        Liveness is a valid packet, not any byte."""
+        while data:
+            data = self._read_packets(data) if self._oversized is None else self._read_past(data)
+
+    def _read_past(self, data: bytes) -> bytes:
+        """Feed the oversized PUBLISH being read; what follows it."""
+        oversized = self._oversized
+        assert oversized is not None
+        try:
+            used = oversized.feed(data)
+        except MqttProtocolError as exc:
+            return self._protocol_error(str(exc), [])
+        if not oversized.done:
+            return b""
+        self._oversized = None
+        self._last_received = time.monotonic()
+        self._on_oversized(oversized)
+        if oversized.qos and not self._manual_ack:
+            self._write_acks([self._ack_packet(oversized.packet_id, oversized.qos)])
+        return data[used:]
+
+    def _read_packets(self, data: bytes) -> bytes:
+        """Whole packets, as many as `data` holds; the bytes after an oversized PUBLISH's fixed
+        header when one begins (b"" otherwise: a partial packet waits in the buffer)."""
         buf = self._buffer + data if self._buffer else data
+        acks: list[bytes] = []
+        try:  # free in 3.11 unless raised: every check below raises MqttProtocolError
+            i, end, rest = self._read_loop(buf, acks)
+        except MqttProtocolError as exc:
+            return self._protocol_error(str(exc), acks)
+        if i:  # at least one whole, valid packet: the broker is alive (a stray byte is not)
+            self._last_received = time.monotonic()
+        self._buffer = buf[i:] if i < end else b""
+        self._write_acks(acks)
+        return rest
+
+    def _read_loop(self, buf: bytes, acks: list[bytes]) -> tuple[int, int, bytes]:
+        """`_read_packets`' loop: where the whole packets end, where the buffered bytes end, and
+        what follows an oversized PUBLISH's fixed header."""
         end = len(buf)
         i = 0
-        acks: list[bytes] = []
         on_publish, auto_ack = self._on_publish, not self._manual_ack
         v5, limit = self.v5, self.max_incoming_bytes
         while i + 2 <= end:
@@ -221,62 +270,56 @@ class NativeMqttClient(asyncio.Protocol):
             length = buf[i + 1]
             j = i + 2
             if length & 0x80:  # a longer remaining length: the rare path, out of the loop
-                try:
-                    found = _long_length(buf, j, length)
-                except MqttProtocolError as exc:
-                    return self._protocol_error(str(exc), acks)
+                found = _long_length(buf, j, length)
                 if found is None:
                     break  # the length itself is still arriving
                 length, j = found
+            kind = first >> 4
             if length > limit:
-                return self._protocol_error(
-                    f"a packet of {length:,} bytes > mqtt.max_packet_bytes", acks
-                )
+                if kind != PUBLISH:
+                    raise MqttProtocolError(f"a packet of {length:,} bytes > mqtt.max_packet_bytes")
+                self._oversized = OversizedPublish(first, length, v5)
+                return i, i, buf[j:]  # nothing of it is buffered
             stop = j + length
             if stop > end:
                 break
-            kind = first >> 4
             if kind == PUBLISH:
                 qos = (first >> 1) & 3
                 if qos == 3 or length < 2:
-                    return self._protocol_error(f"PUBLISH with QoS {qos} or no topic", acks)
+                    raise MqttProtocolError(f"PUBLISH with QoS {qos} or no topic")
                 topic_end = j + 2 + ((buf[j] << 8) | buf[j + 1])
                 k = topic_end + 2 if qos else topic_end
                 if k > stop:
-                    return self._protocol_error("PUBLISH topic runs past its packet", acks)
+                    raise MqttProtocolError("PUBLISH topic runs past its packet")
                 packet_id = 0
                 if qos:
                     packet_id = (buf[topic_end] << 8) | buf[topic_end + 1]
                     if not packet_id:
-                        return self._protocol_error("PUBLISH at QoS > 0 with packet id 0", acks)
+                        raise MqttProtocolError("PUBLISH at QoS > 0 with packet id 0")
                 if v5:
-                    try:
-                        props, k = read_varint(buf, k)
-                    except MqttProtocolError as exc:
-                        return self._protocol_error(f"PUBLISH properties: {exc}", acks)
+                    props, k = read_varint(buf, k)
                     k += props
                     if k > stop:
-                        return self._protocol_error("PUBLISH properties run past it", acks)
+                        raise MqttProtocolError("PUBLISH properties run past it")
                 on_publish(buf[j + 2 : topic_end], buf[k:stop], qos, bool(first & 1), packet_id)
                 if qos and auto_ack:
                     acks.append(self._ack_packet(packet_id, qos))
             else:
                 self._control(kind, buf[j:stop], acks)
             i = stop
-        if i:  # at least one whole, valid packet: the broker is alive (a stray byte is not)
-            self._last_received = time.monotonic()
-        self._buffer = buf[i:] if i < end else b""
-        self._write_acks(acks)
+        return i, end, b""
 
-    def _protocol_error(self, detail: str, acks: list[bytes]) -> None:
+    def _protocol_error(self, detail: str, acks: list[bytes]) -> bytes:
         """Send the acks of the valid packets before it, then hang up: the source counts a
         protocol_error and reconnects with backoff. Nothing more of the stream is buffered."""
         self._write_acks(acks)
         self._buffer = b""
+        self._oversized = None
         self.protocol_error = detail
         self._close_reason = f"protocol error from the broker: {detail}"
         if self.transport is not None:
             self.transport.abort()
+        return b""  # nothing more of the stream is read
 
     def _control(self, kind: int, body: bytes, acks: list[bytes]) -> None:
         if kind == PUBREL:

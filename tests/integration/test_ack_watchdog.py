@@ -121,7 +121,14 @@ def test_acks_clear_what_the_watchdog_waits_for() -> None:
     async def never() -> None:
         return None
 
-    hooks = SourceHooks(handled.append, lambda: False, never, handled.append, lambda _why: None)
+    hooks = SourceHooks(
+        handled.append,
+        lambda: False,
+        never,
+        handled.append,
+        lambda _why: None,
+        lambda *_oversized: None,
+    )
     source = MqttSource(MqttSettings(), hooks, Telemetry())
     source._connection = 1
     for mid in (5, 6):

@@ -19,7 +19,14 @@ def source_into(
         await asyncio.sleep(0)
 
     settings = MqttSettings(ack=ack)
-    hooks = SourceHooks(handled.append, lambda: False, never, invalid.append, lambda _why: None)
+    hooks = SourceHooks(
+        handled.append,
+        lambda: False,
+        never,
+        invalid.append,
+        lambda _why: None,
+        lambda *_oversized: None,
+    )
     return MqttSource(settings, hooks, Telemetry())
 
 

@@ -46,7 +46,7 @@ def publish(topic: bytes, payload: bytes, qos: int, packet_id: int = 0, v5: bool
 async def client(protocol: str = "3.1.1", manual_ack: bool = False) -> tuple[Any, list[Any]]:
     got: list[Any] = []
     settings = MqttSettings(protocol=protocol)
-    c = NativeMqttClient(settings, lambda *args: got.append(args), manual_ack)
+    c = NativeMqttClient(settings, lambda *args: got.append(args), manual_ack, got.append)
     c.connection_made(FakeTransport())  # type: ignore[arg-type]
     return c, got
 

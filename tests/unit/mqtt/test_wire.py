@@ -7,6 +7,7 @@ message."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import pytest
@@ -43,7 +44,7 @@ def client(
 ) -> tuple[Any, list[Any], Transport]:
     got: list[Any] = []
     settings_ = MqttSettings(protocol=protocol, max_packet_bytes=max_packet_bytes)
-    c = NativeMqttClient(settings_, lambda *args: got.append(args), manual_ack=False)
+    c = NativeMqttClient(settings_, lambda *args: got.append(args), False, got.append)
     transport = Transport()
     c.connection_made(transport)  # type: ignore[arg-type]
     return c, got, transport
@@ -57,7 +58,9 @@ def good(packet_id: int = 1) -> bytes:
 BAD = {
     "a 5-byte remaining length": b"\x30\xff\xff\xff\xff\x7f",
     "a declared 34 GB packet": b"\x30\xff\xff\xff\xff\x7f" + b"x" * 100,
-    "a packet over mqtt.max_packet_bytes": b"\x30" + varint(1_000_000) + b"x" * 100,
+    "a SUBACK over mqtt.max_packet_bytes": b"\x90" + varint(1_000_000) + b"x" * 100,
+    "an oversized PUBLISH at QoS 3": b"\x36" + varint(1_000_000) + b"x" * 100,
+    "an oversized PUBLISH with packet id 0": b"\x32" + varint(1_000_000) + b"\x00\x01a\x00\x00",
     "QoS 3": b"\x36\x06\x00\x01a\x00\x01x",
     "packet id 0 at QoS 1": b"\x32\x06\x00\x01a\x00\x00x",
     "a topic past its packet": b"\x30\x04\x00\x09ab",
@@ -85,10 +88,57 @@ async def test_v5_properties_that_run_past_the_packet_are_a_protocol_error() -> 
     assert transport.aborted and got == []
 
 
-async def test_a_large_declaration_is_refused_before_its_bytes_arrive() -> None:
+async def test_a_large_control_packet_is_refused_before_its_bytes_arrive() -> None:
     c, _got, transport = client(max_packet_bytes=4096)
-    c.data_received(b"\x30" + varint(200_000_000))
+    c.data_received(b"\x90" + varint(200_000_000))
     assert transport.aborted and c._buffer == b""
+
+
+def publish_qos1(topic: bytes, payload: bytes, packet_id: int, v5: bool, props: bytes) -> bytes:
+    body = len(topic).to_bytes(2, "big") + topic + packet_id.to_bytes(2, "big")
+    if v5:
+        body += varint(len(props)) + props
+    return b"\x32" + varint(len(body) + len(payload)) + body + payload
+
+
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    size=st.integers(4097, 60_000),
+    chunk=st.integers(1, 70_000),
+    v5=st.booleans(),
+    props=st.sampled_from([b"", b"\x01\x01", b"\x26\x00\x01k\x00\x02vv" * 50]),
+)
+async def test_an_oversized_publish_is_read_past_in_any_split_and_handed_on_whole(
+    size: int, chunk: int, v5: bool, props: bytes
+) -> None:
+    """Before, it was a protocol error: the connection closed, the broker redelivered it on the
+    next, and nothing behind it was read again."""
+    c, got, transport = client("5" if v5 else "3.1.1", max_packet_bytes=4096)
+    payload = bytes(range(256)) * (size // 256) + b"z" * (size % 256)
+    props = props if v5 else b""
+    stream = (
+        publish_qos1(b"a/b", b"1", 1, v5, b"")
+        + publish_qos1(b"big/t", payload, 7, v5, props)
+        + publish_qos1(b"a/b", b"2", 2, v5, b"")
+    )
+    for start in range(0, len(stream), chunk):
+        c.data_received(stream[start : start + chunk])
+        assert len(c._buffer) <= 4096 + 5 + chunk
+    assert not transport.aborted
+    first, big, last = got
+    assert (first[1], first[4], last[1], last[4]) == (b"1", 1, b"2", 2)  # in stream order
+    assert (big.topic, big.packet_id, big.qos, big.size) == (b"big/t", 7, 1, size)
+    assert big.sha256 == hashlib.sha256(payload).hexdigest()
+    assert bytes(big.head) == payload[:4096]
+    # every one acked, in order
+    assert transport.written == b"\x40\x02\x00\x01\x40\x02\x00\x07\x40\x02\x00\x02"
+
+
+async def test_an_oversized_publish_does_not_count_as_liveness_until_it_is_whole() -> None:
+    c, _got, _transport = client(max_packet_bytes=4096)
+    c._last_received = 0.0
+    c.data_received(publish_qos1(b"big/t", b"x" * 10_000, 3, False, b"")[:5000])
+    assert c._last_received == 0.0  # a slow broker cannot keep the connection alive on it
 
 
 packets = st.one_of(
