@@ -110,6 +110,9 @@ class DeadLetterFile:
         self._file: IO[bytes] | None = None
         self._size = 0
         self.written = 0
+        # a letter was lost since the last flush (its write raised): whoever settles it must
+        # not ack its message, so the broker keeps it and redelivers it
+        self._lost = False
 
     def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -127,14 +130,16 @@ class DeadLetterFile:
             self._file.write(data)
             self._size += len(data)
             self.written += 1
-        except OSError as exc:
-            self._on_error(f"{self.path}: {exc.strerror}")
+        except (OSError, IngestdError) as exc:  # IngestdError: the file is locked elsewhere
+            self._lost = True
+            self._on_error(f"{self.path}: {getattr(exc, 'strerror', None) or exc}")
         if self._publish is not None:
             self._publish(data)
 
     def _rotate(self) -> None:
         assert self._file is not None
-        self._file.close()
+        file, self._file = self._file, None  # reopened by the next write if this fails
+        file.close()
         self.path.replace(self.path.with_name(self.path.name + ".1"))
         self._file = self._open_locked()
         self._size = 0
@@ -146,12 +151,18 @@ class DeadLetterFile:
             raise IngestdError(f"{self.path} is in use by another ingestd (deadletter.path)")
         return file
 
-    def flush(self) -> None:
+    def flush(self) -> bool:
+        """Hand what was written to the OS. True if every letter since the last flush is now
+        with it (a crash of ingestd cannot lose them); False if one was lost or the flush
+        failed (ENOSPC, EIO): their messages must not be acked."""
+        stored, self._lost = not self._lost, False
         if self._file is not None:
             try:
                 self._file.flush()
             except OSError as exc:
                 self._on_error(f"{self.path}: {exc.strerror}")
+                return False
+        return stored
 
     async def flush_every(self, interval_s: float) -> None:
         while True:

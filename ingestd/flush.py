@@ -12,6 +12,7 @@ reading stops, and the broker holds the rest.
 from __future__ import annotations
 
 import asyncio
+import errno
 import time
 from collections.abc import Callable
 
@@ -38,7 +39,7 @@ class Flusher:
         telemetry: Telemetry,
         reject: Reject,
         ack: Callable[[list[RawMessage]], None],
-        flush_dead_letters: Callable[[], None],
+        flush_dead_letters: Callable[[], bool],
     ) -> None:
         self.settings = settings
         self.buffer = buffer
@@ -68,7 +69,8 @@ class Flusher:
 
     # -- settling ----------------------------------------------------------------------------
 
-    def _dead_letter_refused(self, batch: Batch, rejected: list[Rejection]) -> None:
+    def _dead_letter_refused(self, batch: Batch, rejected: list[Rejection]) -> bool:
+        """Dead-letter the lines the database refused; False if a letter could not be written."""
         for rejection in rejected:
             self.reject(
                 batch.origins[rejection.index],
@@ -77,14 +79,19 @@ class Flusher:
                 line=batch.lines[rejection.index],
                 settle=False,  # its batch settles it
             )
-        if rejected:
-            self.flush_dead_letters()
+        return not rejected or self.flush_dead_letters()
 
     def _written(self, batch: Batch, rejected: list[Rejection], seconds: float) -> None:
-        self._dead_letter_refused(batch, rejected)
+        """Settle a written batch: ack its messages, but not those with a refused line whose
+        dead letter could not be written (the broker redelivers them)."""
+        letters_stored = self._dead_letter_refused(batch, rejected)
         self.telemetry.batch_written(len(batch), len(rejected), seconds)
         self.buffer.accept(batch)
-        self.ack(batch.messages())
+        messages = batch.messages()
+        if not letters_stored:
+            unstored = {id(batch.origins[r.index]) for r in rejected}
+            messages = [m for m in messages if id(m) not in unstored]
+        self.ack(messages)
 
     def _drop(self, batch: Batch, reason: str, detail: str) -> None:
         for message in batch.messages():
@@ -208,6 +215,10 @@ class Flusher:
                 raise
             if rejected is None:  # drop_oldest took it while it waited: counted there
                 continue
-            self._dead_letter_refused(batch, rejected)
+            if not self._dead_letter_refused(batch, rejected):
+                # acked long ago: the spool is the only copy, so it keeps the batch, and the
+                # replay retries it (rewriting its lines is idempotent) after a backoff
+                spool.keep(batch)
+                raise OSError(errno.EIO, "a dead letter of a spooled batch cannot be written")
             spool.accept(batch)
             self.telemetry.batch_written(len(batch), len(rejected), time.perf_counter() - started)

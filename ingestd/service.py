@@ -166,9 +166,10 @@ class Service:
 
     def _settle_unbuffered(self, message: RawMessage) -> None:
         """A message that was dead-lettered or ignored: ack once the dead letter is with the OS
-        (it survives a crash of ingestd; fsync is left to the OS, for SD cards' sake)."""
-        if message.mid:
-            self.dead_letters.flush()
+        (it survives a crash of ingestd; fsync is left to the OS, for SD cards' sake). A dead
+        letter that could not be written means no ack: the broker keeps the message and
+        redelivers it on the next connection, and the ack watchdog says so meanwhile."""
+        if message.mid and self.dead_letters.flush():
             self.source.ack([message])
 
     def _publish_for_format(self, topic: str, payload: bytes) -> None:

@@ -38,7 +38,7 @@ def flusher_for(
         telemetry=telemetry,
         reject=lambda *a, **k: None,
         ack=acked.extend,
-        flush_dead_letters=lambda: None,
+        flush_dead_letters=lambda: True,
     )
 
 
@@ -187,3 +187,49 @@ async def test_a_spool_the_disk_will_not_read_is_retried_not_the_end_of_replay(
     assert errors_seen and "Input/output error" in errors_seen[0]
     assert flusher.replay_error is None
     assert sorted(db.stored) == sorted(batch_of("a").lines)
+
+
+async def test_a_spooled_batch_whose_dead_letter_cannot_be_written_stays_in_the_spool(
+    tmp_path: Path,
+) -> None:
+    """A spooled batch was acked when it was spooled: the spool is its only copy. Before, a
+    line the database refused was dead-lettered and the batch deleted from the spool whether
+    or not the letter was written (disk full: both lost). Now the batch stays, the replay
+    reports the error (/readyz) and retries it after a backoff, until the letter is written."""
+    async with fake_database() as db:
+        settings = parse_settings(
+            {
+                "influx": {"url": db.url, "api": "v2", "bucket": "b"},
+                "batch": {"retry_initial_s": 0.05, "retry_max_s": 0.05},
+                "spool": {"path": str(tmp_path), "fsync": False},
+            }
+        )
+        spool = DiskSpool(tmp_path, 1 << 20, 1 << 20, fsync=False)
+        batch = batch_of("a")
+        batch.lines[1] = "m,d=BAD v=1 2"
+        spool.store(batch)
+        disk_full = [True, True]
+        letters: list[object] = []
+        flusher = Flusher(
+            settings=settings,
+            buffer=MemoryBuffer(100),
+            sink=InfluxSink(settings.influx),
+            spool=spool,
+            telemetry=Telemetry(),
+            reject=lambda *a, **k: letters.append(a),
+            ack=lambda _messages: None,
+            flush_dead_letters=lambda: not (disk_full and disk_full.pop()),
+        )
+        errors_seen: list[str] = []
+        replay = asyncio.create_task(flusher.replay_forever())
+        try:
+            async with asyncio.timeout(5):
+                while spool.size_bytes or disk_full:
+                    if flusher.replay_error:
+                        errors_seen.append(flusher.replay_error)
+                    await asyncio.sleep(0.005)
+        finally:
+            replay.cancel()
+            await flusher.sink.close()
+    assert errors_seen and "dead letter" in errors_seen[0]
+    assert len(letters) == 3  # refused on each of three tries, and written on the third

@@ -33,6 +33,7 @@ def settings_in(tmp_path: Path) -> Settings:
             "mqtt": {"topics": ["sensors/#"], "qos": 1},
             "batch": {"max_lines": 10, "flush_interval_s": 0.01},
             "deadletter": {"path": str(tmp_path / "dl.jsonl")},
+            "state": {"path": str(tmp_path / "state")},
             "spool": {"path": str(tmp_path / "spool"), "fsync": False},
             "self_metrics": {"interval_s": 0.01},
             "http": {"enabled": False},
@@ -166,3 +167,29 @@ async def test_a_password_over_plaintext_mqtt_is_warned_about_at_startup(
     await asyncio.wait_for(running, 10)
     events = [line["event"] for line in log_lines()]
     assert ("mqtt_password_in_plaintext" in events) == warned
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (ENOSPC on write)")
+async def test_a_dead_letter_that_cannot_be_written_is_not_acked(tmp_path: Path) -> None:
+    """Before, a message was acked once its dead letter was handed to the file, whether or not
+    the write succeeded: with the disk full the letter was lost, and so was the message, since
+    the broker had let it go. Now only messages whose letters reached the OS are acked, both
+    those the pipeline refuses and those whose line the database refuses."""
+    good = [
+        RawMessage(f"sensors/d{i}/t", b'{"v": 1}', 10**18 + i, mid=i + 1, qos=1) for i in range(3)
+    ]
+    unparsable = RawMessage("sensors/d9/t", b"{not json", 10**18 + 9, mid=10, qos=1)
+    refused = RawMessage("sensors/BAD/t", b'{"v": 2}', 10**18 + 8, mid=11, qos=1)
+    messages = [good[0], unparsable, good[1], refused, good[2]]
+    settings = settings_in(tmp_path)
+    full = settings.model_copy(
+        update={"deadletter": settings.deadletter.model_copy(update={"path": Path("/dev/full")})}
+    )
+    service = Service(full, sink=FakeSink, source=FakeSource.feeding(messages))
+    running = asyncio.create_task(service.run())
+    async with asyncio.timeout(10):
+        while len(service.sink.stored) < len(good):  # type: ignore[attr-defined]  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    service.request_stop()
+    await asyncio.wait_for(running, 10)
+    assert sorted(m.mid for m in service.source.acked) == [1, 2, 3]  # type: ignore[attr-defined]
