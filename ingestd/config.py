@@ -138,6 +138,12 @@ class InfluxSettings(_Section):
     password_file: Path | None = None
     timeout_s: PositiveFloat = 10.0
     gzip: bool = False
+    # A 400 is bisected until each refused line stands alone: k bad lines in n cost about
+    # 2k·log2(n) requests, so a batch of nothing but bad lines would cost 2n (9,999 for 5,000).
+    # Past this many requests for one batch, each part still refused is dead-lettered whole
+    # (rejected_by_sink, replayable) instead of split further. 256 isolates up to ~10 bad lines
+    # in a 5,000-line batch exactly.
+    max_bisect_requests: int = Field(256, ge=1)
 
     @model_validator(mode="after")
     def _api_keys(self) -> InfluxSettings:

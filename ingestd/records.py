@@ -65,7 +65,9 @@ class Rejection:
 @dataclass(slots=True)
 class WriteProgress:
     """How far a write of many requests got: parts of the batch still to send, as
-    (offset, length), last first; and the refusals so far."""
+    (offset, length), last first; the refusals so far; and how many requests a part the
+    database refused has cost (the bisection's budget, influx.max_bisect_requests)."""
 
     pending: list[tuple[int, int]]
     rejected: list[Rejection]
+    bisect_requests: int = 0

@@ -136,11 +136,15 @@ class InfluxSink:
         A 400 means some line is bad. Line protocol writes are idempotent (same series and time,
         same values), so the batch is bisected and re-sent until each refused line stands alone:
         k bad lines in n cost about 2k·log2(n) requests, and the good lines all land.
+        Past influx.max_bisect_requests requests for one batch, a refused part is not split
+        further: its lines are all returned as refused, so a batch of bad lines costs a bounded
+        number of requests (a 413 is still split: every line of it may be good).
         A retryable failure part-way raises with the progress made; pass it back as `resume` to
         carry on where it stopped instead of starting the bisection again.
         """
         progress = resume or WriteProgress([(0, len(lines))], [])
         pending, rejected = progress.pending, progress.rejected
+        budget = self.settings.max_bisect_requests
         while pending:
             offset, length = pending[-1]
             part = lines[offset : offset + length]
@@ -150,8 +154,17 @@ class InfluxSink:
                 raise RetryableSinkError(str(exc), exc.retry_after_s, progress) from exc
             except (RejectedBySink, BatchTooLarge) as exc:
                 pending.pop()
+                refused = isinstance(exc, RejectedBySink)
+                progress.bisect_requests += refused
                 if length == 1:
                     rejected.append(Rejection(offset, str(exc)))
+                    continue
+                if refused and progress.bisect_requests >= budget:
+                    detail = (
+                        f"{exc} (one of {length} lines sent together, not isolated: the batch "
+                        f"spent influx.max_bisect_requests = {budget})"
+                    )
+                    rejected.extend(Rejection(offset + i, detail) for i in range(length))
                     continue
                 half = length // 2
                 pending.append((offset + half, length - half))

@@ -193,3 +193,33 @@ async def test_a_service_whose_v1_database_cannot_exist_stops_at_startup(tmp_pat
         with pytest.raises(IngestdError, match="does not exist"):
             await asyncio.wait_for(service.run(), 10)
     assert not service.tasks  # nothing was started
+
+
+async def test_a_batch_of_bad_lines_costs_a_bounded_number_of_requests() -> None:
+    """Issue 12: every line refused made the bisection send 2n - 1 requests (1,999 for these
+    1,000 lines; 9,999 for a 5,000-line batch). Now the budget caps them; the parts refused
+    after it are dead-lettered whole, so nothing is lost and every good line still lands."""
+    async with fake_database() as db:
+        settings = InfluxSettings(url=db.url, api="v2", bucket="b", max_bisect_requests=32)
+        sink = InfluxSink(settings)
+        lines = [f"m BAD=1 {i}" for i in range(1000)]
+        lines[3] = "m v=1 3"
+        rejected = await sink.write(lines)
+        await sink.close()
+    assert sink.requests <= 32 + 10 + 1  # the budget, plus one request per part pending at it
+    assert [r.index for r in rejected] == [i for i in range(1000) if i != 3]
+    assert db.stored == ["m v=1 3"]
+    assert any("not isolated" in r.detail for r in rejected)
+
+
+async def test_a_few_bad_lines_are_still_isolated_exactly_within_the_default_budget() -> None:
+    async with fake_database() as db:
+        sink = InfluxSink(InfluxSettings(url=db.url, api="v2", bucket="b"))
+        lines = [f"m v={i} {i}" for i in range(5000)]
+        bad = [7, 700, 1234, 2500, 2501, 3999, 4000, 4998]
+        for i in bad:
+            lines[i] = f"m BAD=1 {i}"
+        rejected = await sink.write(lines)
+        await sink.close()
+    assert [r.index for r in rejected] == bad
+    assert len(db.stored) == 5000 - len(bad)
