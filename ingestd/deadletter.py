@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import fcntl
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
@@ -20,18 +19,8 @@ from typing import IO, Any
 import orjson
 
 from ingestd.errors import IngestdError
-from ingestd.privatefiles import open_private
+from ingestd.privatefiles import lock_exclusive, open_private
 from ingestd.records import DeadLetter
-
-
-def lock_exclusive(file: IO[bytes]) -> bool:
-    """An exclusive advisory lock: one ingestd per dead-letter file, and no replay under it."""
-    try:
-        fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
-
 
 TRUNCATED_PREFIX_BYTES = 4096
 

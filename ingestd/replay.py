@@ -16,10 +16,10 @@ from pathlib import Path
 
 from ingestd.buffer import MemoryBuffer
 from ingestd.config import Settings
-from ingestd.deadletter import lock_exclusive, read_dead_letters, to_json
+from ingestd.deadletter import read_dead_letters, to_json
 from ingestd.errors import DropReason, IngestdError, RetryableSinkError
 from ingestd.pipeline import Pipeline
-from ingestd.privatefiles import open_private
+from ingestd.privatefiles import lock_exclusive, open_private
 from ingestd.records import DeadLetter, RawMessage
 from ingestd.routes import compile_routes
 from ingestd.sink import InfluxSink

@@ -291,9 +291,15 @@ class Service:
         await self.sink.close()
         await _cancel(*self.tasks.values())
         await self.self_metrics.sink.close()
-        self.dead_letters.close()
+        self._close_files()
         await self.http.stop()
         self._log_summary(time.monotonic() - started_at, unwritten, left_with_broker)
+
+    def _close_files(self) -> None:
+        """Flush the dead letters, and release them and the spool for the next ingestd."""
+        self.dead_letters.close()
+        if self.spool is not None:
+            self.spool.close()
 
     def _log_started(self) -> None:
         s = self.settings

@@ -20,11 +20,13 @@ import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import orjson
 
 from ingestd.buffer import Batch
-from ingestd.privatefiles import open_private
+from ingestd.errors import IngestdError
+from ingestd.privatefiles import lock_exclusive, open_private
 from ingestd.records import RawMessage
 
 MAGIC = b"IGSP"
@@ -75,6 +77,11 @@ class DiskSpool:
         self.fsync = fsync
         self.stats = SpoolStats()
         directory.mkdir(parents=True, exist_ok=True)
+        # one ingestd per spool: two would replay (and delete) each other's batches
+        self._lock: IO[bytes] | None = open_private(directory / "lock", "ab")
+        if not lock_exclusive(self._lock):
+            self._lock.close()
+            raise IngestdError(f"{directory} is in use by another ingestd (spool.path)")
         self._cursor_path = directory / "cursor"
         self._read_segment, self._read_offset = self._load_cursor()
         # the open transaction: the batch, and the segment and offset where its record ends
@@ -82,6 +89,12 @@ class DiskSpool:
         segments = self._segments()
         self._write_segment = segments[-1] if segments else max(self._read_segment, 1)
         self._repair_tail()
+
+    def close(self) -> None:
+        """Release the spool for another process (the service's last step)."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     # -- files ------------------------------------------------------------------------------
 

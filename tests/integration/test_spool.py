@@ -24,9 +24,12 @@ def spooled_lines(spool_dir: Path) -> list[int]:
     """Lines per record in the spool, oldest first (read with the spool's own scanner)."""
     spool = DiskSpool(spool_dir, 1 << 40, 1 << 30, fsync=False)
     out: list[int] = []
-    for segment in sorted(spool_dir.glob("*.seg")):
-        _, records = spool._scan(segment.read_bytes(), 0)
-        out.extend(len(decode_batch(body)) for _, _, body in records)
+    try:
+        for segment in sorted(spool_dir.glob("*.seg")):
+            _, records = spool._scan(segment.read_bytes(), 0)
+            out.extend(len(decode_batch(body)) for _, _, body in records)
+    finally:
+        spool.close()  # the next ingestd takes the lock
     return out
 
 

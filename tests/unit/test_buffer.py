@@ -155,6 +155,8 @@ def test_what_is_held_after_a_restart(kind: Kind, tmp_path: Path) -> None:
     buffer.accept(first)
     second = buffer.take(LINES_PER_BATCH)
     assert second is not None  # open, never settled: the process dies here
+    if isinstance(buffer, DiskSpool):
+        buffer.close()  # and its lock with it
     reopened = kind.reopen(tmp_path, 10)
     assert drain(reopened) == (["b", "c"] if kind.durable else [])
 

@@ -2,7 +2,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from ingestd.buffer import Batch
+from ingestd.errors import IngestdError
 from ingestd.records import RawMessage
 from ingestd.spool import DiskSpool
 
@@ -31,6 +34,7 @@ def test_spooled_batches_survive_a_restart_and_replay_resumes_after_the_cursor(
     taken = spool.take()
     assert taken is not None
     spool.accept(taken)  # "a" is settled
+    spool.close()  # the process ends, and its lock with it
     reopened = spool_at(tmp_path)
     seen = []
     while (taken := reopened.take()) is not None:
@@ -48,6 +52,7 @@ def test_a_torn_tail_is_cut_counted_and_the_rest_replayed(tmp_path: Path) -> Non
     segment = next(tmp_path.glob("*.seg"))
     data = segment.read_bytes()
     segment.write_bytes(data[:-7])  # power lost in the middle of writing "b"
+    spool.close()  # the process ends, and its lock with it
     reopened = spool_at(tmp_path, segment_bytes=1 << 20)
     assert reopened.stats.corrupt_records == 1
     taken = reopened.take()
@@ -67,6 +72,7 @@ def test_a_corrupt_record_in_the_middle_is_skipped_and_counted(tmp_path: Path) -
     second = data.find(b"IGSP", 4)
     data[second + 20] ^= 0xFF  # a flipped bit inside "b"
     segment.write_bytes(bytes(data))
+    spool.close()  # the process ends, and its lock with it
     reopened = spool_at(tmp_path, segment_bytes=1 << 20)
     seen = []
     while (taken := reopened.take()) is not None:
@@ -113,6 +119,7 @@ def test_a_stored_batch_remembers_when_it_was_stored(tmp_path: Path) -> None:
     before = time.time_ns()
     spool = spool_at(tmp_path)
     spool.store(batch_of("a"))
+    spool.close()
     taken = spool_at(tmp_path).take()
     assert taken is not None and before <= taken.stored_ns <= time.time_ns()
 
@@ -175,6 +182,7 @@ def test_a_crafted_record_with_a_valid_checksum_cannot_make_replay_allocate(tmp_
     with next(tmp_path.glob("*.seg")).open("ab") as segment:
         segment.write(struct.pack(">4sII", b"IGSP", len(body), zlib.crc32(body)) + body)
     spool.store(batch_of("c"))
+    spool.close()  # the process ends, and its lock with it
     reopened = spool_at(tmp_path, segment_bytes=1 << 20)
     seen = []
     while (taken := reopened.take()) is not None:
@@ -182,3 +190,12 @@ def test_a_crafted_record_with_a_valid_checksum_cannot_make_replay_allocate(tmp_
         reopened.accept(taken)
     assert seen == ["m,d=a", "m,d=c"]
     assert reopened.stats.corrupt_records == 1
+
+
+def test_a_spool_in_use_by_another_ingestd_is_refused_until_it_closes(tmp_path: Path) -> None:
+    """Before, two ingestd on one spool.path replayed and deleted each other's batches."""
+    first = spool_at(tmp_path)
+    with pytest.raises(IngestdError, match="in use by another ingestd"):
+        spool_at(tmp_path)
+    first.close()
+    spool_at(tmp_path).close()
