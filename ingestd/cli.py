@@ -59,6 +59,12 @@ def _parser() -> argparse.ArgumentParser:
         help="check without the deployment's environment: unset ${NAME} references stay as "
         "written and secrets are not read (they are listed instead)",
     )
+    check.add_argument(
+        "--acl",
+        type=Path,
+        help="the broker's ACL file (mosquitto acl_file): check that no account can publish on "
+        "a route as another device (see the routes' identity)",
+    )
     check.add_argument("--topic", help="an MQTT topic to try, with one of the payload options")
     payload = check.add_mutually_exclusive_group()
     payload.add_argument("--payload", help="the payload to try with --topic (UTF-8 text)")
@@ -266,7 +272,7 @@ def _check(args: argparse.Namespace, settings: Settings, unset: dict[str, str]) 
     from ingestd.routes import compile_routes
     from ingestd.service import check_messages
 
-    compile_routes(settings)
+    table = compile_routes(settings)
     messages = _messages_to_check(args)
     if messages:
         results = check_messages(settings, messages)
@@ -287,6 +293,15 @@ def _check(args: argparse.Namespace, settings: Settings, unset: dict[str, str]) 
     if not args.no_secrets:
         settings.check_secrets()
     print(f"config: {args.config} is valid ({len(settings.routes)} routes)")
+    if args.acl is not None:
+        from ingestd.acl import check_acl
+
+        disagreements = check_acl(args.acl, table.routes)
+        for found in disagreements:
+            print(f"warning: {found}", file=sys.stderr)
+        if disagreements:
+            return EXIT_CHECK_FAILED
+        print(f"acl: {args.acl} lets no account publish on a route as another device")
     if args.no_secrets:
         names = ", ".join(f"{name} ({key})" for name, key in unset.items()) or "none"
         secrets = ", ".join(key for key, _env, _file in settings.secrets()) or "none"

@@ -47,7 +47,7 @@ class Pipeline:
         self.field_types = FieldTypes()
         self.encoder = LineEncoder()
         self.limits = limits
-        self.series = SeriesGuard(limits.max_series_per_route)
+        self.series = SeriesGuard(limits.max_series_per_route, limits.max_series_per_device)
         # what the formats remember between messages (Sparkplug's alias maps), one per format
         self.format_states: dict[str, FormatState] = {}
         for route in routes.routes:
@@ -89,8 +89,9 @@ class Pipeline:
             points, time_missing = self.route_points(route, segments, message)
         if not points:  # the payload held no reading (nan, unavailable, null, ...)
             return None
+        identity = segments.get(route.identity) if route.identity else None
         for point in points:
-            self.series.admit(route, point)
+            self.series.admit(route, point, identity)
         return points, route if time_missing else None
 
     def route_points(

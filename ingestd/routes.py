@@ -113,6 +113,8 @@ class Route:
     # an ecosystem format (ingestd/formats/), or None for value, object and ignore
     codec: Format | None = None
     request_rebirth: bool = False  # may publish what its format asks (Sparkplug rebirths)
+    # the segment naming the publisher (RouteSettings.identity): series budgets count per value
+    identity: str | None = None
 
     def measurement_for(self, segments: dict[str, str]) -> str:
         if self.measurement_is_static:
@@ -180,9 +182,15 @@ def _compile_template(index: int, route: RouteSettings, codec: Format | None, to
             skip.add(time_key)
     if route.request_rebirth and route.format != "sparkplug_b":
         raise ConfigError(f"{key}.request_rebirth", "only for format = 'sparkplug_b'")
+    identity = route.identity
+    if identity is None and "device" in segment_names:
+        identity = "device"
+    elif identity is not None and identity not in segment_names:
+        raise ConfigError(f"{key}.identity", f"{{{identity}}} is not a level of {topic!r}")
     return Route(
         codec=codec,
         request_rebirth=route.request_rebirth,
+        identity=identity,
         index=index,
         template=template,
         format=route.format,

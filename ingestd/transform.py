@@ -81,14 +81,19 @@ def _checked_tags(
 
 
 class SeriesGuard:
-    """At most `max_series` distinct series (measurement + tag set) per route. Remembers hashes
-    of the series it admitted, so memory is bounded by the limit times the number of routes."""
+    """At most `max_series` distinct series (measurement + tag set) per route, and at most
+    `max_per_identity` of them per identity on a route (the route's `identity` segment, the
+    device: one device inventing series cannot spend the budget of the others). Remembers hashes
+    of the series it admitted and a count per identity, so memory is bounded by the limit times
+    the number of routes. Only a series not seen before costs more than one set lookup."""
 
-    def __init__(self, max_series: int) -> None:
+    def __init__(self, max_series: int, max_per_identity: int | None = None) -> None:
         self.max_series = max_series
+        self.max_per_identity = max_per_identity or max_series
         self._seen: dict[int, set[int]] = {}
+        self._per_identity: dict[int, dict[str, int]] = {}
 
-    def admit(self, route: Route, point: Point) -> None:
+    def admit(self, route: Route, point: Point, identity: str | None = None) -> None:
         seen = self._seen.setdefault(route.index, set())
         # a route builds a series' tags in the same order every time: no need to sort
         series = hash((point.measurement, point.tags))
@@ -100,6 +105,16 @@ class SeriesGuard:
                 f"route {route.template.text!r} already has limits.max_series_per_route = "
                 f"{self.max_series} series",
             )
+        if identity is not None:
+            counts = self._per_identity.setdefault(route.index, {})
+            held = counts.get(identity, 0)
+            if held >= self.max_per_identity:
+                raise MessageRejected(
+                    DropReason.CARDINALITY_LIMIT,
+                    f"{route.identity} {identity!r} already has limits.max_series_per_device = "
+                    f"{self.max_per_identity} series on route {route.template.text!r}",
+                )
+            counts[identity] = held + 1
         seen.add(series)
 
 

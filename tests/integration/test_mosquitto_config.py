@@ -63,6 +63,9 @@ def test_shipped_config_enforces_the_acl(shipped_broker: tuple[int, int]) -> Non
 
     device, _ = client(port, "device-1")
     device.publish("sensors/device-2/temperature", b"1", qos=1).wait_for_publish(5)  # not its own
+    # under its own name, but a level deeper: the route {site}/{system}/{device}/data would
+    # store it as device-2 (issue 12; the ACL said sensors/%u/#)
+    device.publish("sensors/device-1/device-2/data", b"{}", qos=1).wait_for_publish(5)
     device.publish("sensors/device-1/temperature", b"2", qos=1).wait_for_publish(5)
     assert got.wait(5)
     time.sleep(0.5)  # anything else would have arrived by now

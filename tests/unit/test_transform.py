@@ -245,6 +245,23 @@ def test_new_series_beyond_the_route_limit_are_dead_lettered_old_ones_still_flow
     assert [letter.reason for letter in letters] == ["cardinality_limit"] * 10
 
 
+def test_one_device_inventing_series_spends_its_own_budget_not_the_routes() -> None:
+    """Issue 12: one device inventing measurements used to exhaust the route's series budget,
+    and every other device's new series were dead-lettered. Now it stops at its own."""
+    letters: list[DeadLetter] = []
+    buffer = MemoryBuffer(10_000)
+    limits = LIMITS.model_copy(update={"max_series_per_device": 5})
+    pipeline = Pipeline(compile_routes(SETTINGS), buffer, Telemetry(), letters.append, limits)
+    for i in range(60):
+        pipeline.handle(RawMessage(f"sensors/noisy/m{i}", b"1.5", 1))
+    for i in range(40):  # the rest of the fleet, one new series each
+        pipeline.handle(RawMessage(f"sensors/dev-{i}/t", b"1.5", 1))
+    pipeline.handle(RawMessage("sensors/noisy/m0", b"2.5", 2))  # its known series still flow
+    assert buffer.fill == 5 + 40 + 1
+    assert [letter.topic for letter in letters] == [f"sensors/noisy/m{i}" for i in range(5, 60)]
+    assert "max_series_per_device = 5" in letters[0].detail
+
+
 def test_long_tag_values_and_too_many_readings_exceed_limits() -> None:
     pipeline, _, _ = make_pipeline()
     with pytest.raises(MessageRejected) as info:
