@@ -84,6 +84,11 @@ class MqttSettings(_Section):
     # A subscription the broker refuses (SUBACK 0x80 and up): "exit" drains what was received,
     # acks it, and exits non-zero; "continue" logs the error and ingests the granted ones.
     on_subscription_refused: Literal["exit", "continue"] = "exit"
+    # Read the broker's own counters where it publishes them (Mosquitto's $SYS, every
+    # sys_interval): messages it dropped (a full queue: max_queued_messages) and messages it
+    # holds. Exported as ingestd_broker_*; a growing drop count is logged as a warning with
+    # the fix. Subscribed at QoS 0; a broker that refuses them (ACL) only costs a log line.
+    broker_stats: bool = True
     # The ack watchdog: a message still unacknowledged this long while the database takes
     # writes is a stall (logged as an error, /readyz 503). Default: 2 x (batch.flush_interval_s
     # + influx.timeout_s), the time one batch takes to fill and be written, twice.

@@ -35,6 +35,9 @@ from ingestd.records import RawMessage
 from ingestd.telemetry import Telemetry
 
 TOPIC_CACHE_SIZE = 50_000  # cleared when full, like the route cache
+# the broker's counters ingestd reads (mqtt.broker_stats): Mosquitto's $SYS topics. Never
+# routed; a message on them goes to the telemetry, not the pipeline.
+BROKER_STATS = ("$SYS/broker/publish/messages/dropped", "$SYS/broker/store/messages/count")
 CLOSE_LINGER_S = 0.1  # between the last acks and the disconnect, at shutdown (see run)
 
 
@@ -109,6 +112,9 @@ class MqttSource:
                 text = topic.decode()
             except UnicodeDecodeError:
                 text = None
+            if text in BROKER_STATS:  # uncached: these stay off the hot path's cache hit
+                self.telemetry.broker_stat(text, payload)
+                return
             if text is not None:
                 if len(self._topics) >= TOPIC_CACHE_SIZE:
                     self._topics.clear()
@@ -264,6 +270,10 @@ class MqttSource:
                 "the broker refused the subscription to "
                 + ", ".join(f"{topic!r} ({reason})" for topic, reason in refusals)
             )
+        if s.broker_stats:
+            codes = await client.subscribe([(topic, 0) for topic in BROKER_STATS])
+            if any(refused(code) for code in codes):
+                self.telemetry.broker_stats_refused(reason_words(max(codes), v5))
 
     def stop(self) -> None:
         self._stop.set()

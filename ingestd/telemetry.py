@@ -82,6 +82,9 @@ class Telemetry:
         self.oldest_unacked_s = 0.0
         self.ack_stalls = 0
         self.mqtt_protocol_errors = 0  # connections closed on a packet that broke the spec
+        # the broker's own counters ($SYS, mqtt.broker_stats): None until it published them
+        self.broker_dropped: int | None = None
+        self.broker_stored: int | None = None
         # (lines held, capacity), read at scrape time
         self.buffer_gauge = buffer_gauge
         self.deadletter_write_errors = 0
@@ -188,6 +191,33 @@ class Telemetry:
     def subscription_refused(self, topic_filter: str, reason: str) -> None:
         self.subscriptions_refused += 1
         self.log.error("mqtt_subscription_refused", topic_filter=topic_filter, reason=reason)
+
+    def broker_stat(self, topic: str, payload: bytes) -> None:
+        """A $SYS counter from the broker (source.BROKER_STATS). Drops that grow are logged."""
+        text = payload[:20].decode("ascii", "replace").strip()
+        if not text.isdigit():
+            return
+        value = int(text)
+        if topic.endswith("/store/messages/count"):
+            self.broker_stored = value
+            return
+        before, self.broker_dropped = self.broker_dropped, value
+        if before is not None and value > before:
+            self.log.warning(
+                "broker_dropped_messages",
+                dropped=value - before,
+                dropped_total=value,
+                fix="a subscriber's queue was full: raise max_queued_messages in mosquitto.conf "
+                "(ingestd's session holds at most it while ingestd is away or behind), and see "
+                "the README's 'Scaling' section if ingestd cannot keep up",
+            )
+
+    def broker_stats_refused(self, reason: str) -> None:
+        self.log.info(
+            "broker_stats_unavailable",
+            topics=["$SYS/broker/publish/messages/dropped", "$SYS/broker/store/messages/count"],
+            reason=reason,
+        )
 
     def acks_overdue(self, waited_s: float, bound_s: float) -> None:
         self.ack_stalls += 1
@@ -340,6 +370,19 @@ STATS: tuple[Stat, ...] = (
         "Connections closed because the broker sent a malformed or oversized packet",
         "counter",
         lambda t: t.mqtt_protocol_errors,
+    ),
+    Stat(
+        "broker_messages_dropped",
+        "Messages the broker says it dropped, for any client ($SYS/broker/publish/messages/"
+        "dropped; -1 until it publishes it)",
+        "gauge",
+        lambda t: -1 if t.broker_dropped is None else t.broker_dropped,
+    ),
+    Stat(
+        "broker_messages_stored",
+        "Messages the broker holds ($SYS/broker/store/messages/count; -1 until published)",
+        "gauge",
+        lambda t: -1 if t.broker_stored is None else t.broker_stored,
     ),
     Stat(
         "mqtt_reading_paused",

@@ -123,7 +123,7 @@ class Process:
 
 class Mosquitto(Process):
     """`listener_options` are mosquitto.conf lines for the listener (TLS, auth); with none, the
-    broker allows anonymous clients."""
+    broker allows anonymous clients. `sys_interval_s`: how often it publishes its $SYS counters."""
 
     def __init__(
         self,
@@ -131,6 +131,8 @@ class Mosquitto(Process):
         port: int | None = None,
         listener_options: str = "",
         persistence: bool = False,
+        max_queued_messages: int = 1_000_000,
+        sys_interval_s: int = 10,
     ) -> None:
         port = port or free_port()
         conf = workdir / "mosquitto.conf"
@@ -145,7 +147,8 @@ class Mosquitto(Process):
                 else "persistence false\n"
             )
             # a slow subscriber must not lose QoS 1 messages to the default 1000-message queue
-            + "max_queued_messages 1000000\nmax_queued_bytes 0\n"
+            + f"max_queued_messages {max_queued_messages}\nmax_queued_bytes 0\n"
+            + f"sys_interval {sys_interval_s}\n"
         )
         super().__init__(
             [shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(conf)],
