@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 from ingestd import __version__
-from ingestd.config import Settings, load_settings
+from ingestd.config import MqttSettings, Settings, load_settings
 from ingestd.errors import ConfigError, DropReason, IngestdError
 from ingestd.logs import configure_logging
 
@@ -191,9 +191,37 @@ async def _connect(settings: Settings) -> list[str]:
         check = m.model_copy(update={"client_id": f"{m.client_id}-check", "clean_session": True})
         async with new_client(check, lambda *_message: None, False, lambda _oversized: None):
             print(f"broker: connected to {m.host}:{m.port}")
+        if m.qos and m.ack == "after_write":
+            problems += await _window(m)
     except connection_errors_of(m) as exc:
         problems.append(f"broker: {exc}")
     return problems
+
+
+async def _window(m: MqttSettings) -> list[str]:
+    """Measure the broker's in-flight window and compare it with mqtt.max_inflight."""
+    from ingestd.mqtt.probe import inflight_window
+
+    arrived, sent = await inflight_window(m)
+    if arrived == 0:
+        return [
+            "broker: the in-flight window could not be measured: none of the probe's QoS 1 "
+            "messages came back (the ACL must let this account read and write ingestd/check/#)"
+        ]
+    if arrived >= sent:
+        print(f"broker: no in-flight window below {sent} messages (mqtt.max_inflight = "
+              f"{m.max_inflight}: ingestd writes at that many)")  # fmt: skip
+        return []
+    print(f"broker: in-flight window {arrived} unacked QoS 1 messages "
+          f"(mqtt.max_inflight = {m.max_inflight})")  # fmt: skip
+    if arrived < m.max_inflight:
+        return [
+            f"broker: it sends at most {arrived} unacked messages, fewer than mqtt.max_inflight "
+            f"= {m.max_inflight}, so every batch waits out batch.flush_interval_s: set "
+            f"mqtt.max_inflight = {arrived}, or raise the broker's max_inflight_messages"
+            + (" (it ignored the Receive Maximum ingestd sent)" if m.protocol == "5" else "")
+        ]
+    return []
 
 
 def _discover(args: argparse.Namespace) -> int:

@@ -68,6 +68,8 @@ class MqttSettings(_Section):
     retained: Literal["skip", "ingest"] = "skip"
     # The broker's in-flight window (mosquitto's max_inflight_messages, 20 by default): it sends
     # no more until we ack, so a write is committed as soon as this many messages await an ack.
+    # MQTT 5 sends it as Receive Maximum, so the broker's window is this whatever its config;
+    # on 3.1.1 set it to the broker's (`ingestd check --connect` measures it).
     max_inflight: int = Field(20, ge=1, le=65535)
     # MQTT 5, persistent sessions (clean_session = false): how long the broker keeps ingestd's
     # session (its subscriptions, its queue, the unacked window) while ingestd is away. Past
@@ -98,6 +100,16 @@ class MqttSettings(_Section):
     def _client_cert_pairs(self) -> MqttSettings:
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("cert_file and key_file go together (mutual TLS)")
+        return self
+
+    @model_validator(mode="after")
+    def _a_session_has_a_name(self) -> MqttSettings:
+        if not self.client_id and not self.clean_session:
+            raise ValueError(
+                "a persistent session (clean_session = false) needs a stable client_id: with "
+                "none, an MQTT 5 broker assigns a new one on every connection, and the queue "
+                "kept for the last one is never delivered (3.1.1 brokers refuse the connection)"
+            )
         return self
 
     @model_validator(mode="after")

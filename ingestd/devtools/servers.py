@@ -131,6 +131,7 @@ class Mosquitto(Process):
         port: int | None = None,
         listener_options: str = "",
         persistence: bool = False,
+        *,
         max_queued_messages: int = 1_000_000,
         sys_interval_s: int = 10,
     ) -> None:

@@ -288,6 +288,8 @@ class NativeMqttClient(asyncio.Protocol):
                 if qos == 3 or length < 2:
                     raise MqttProtocolError(f"PUBLISH with QoS {qos} or no topic")
                 topic_end = j + 2 + ((buf[j] << 8) | buf[j + 1])
+                if topic_end == j + 2:  # only valid with a topic alias, which we never allow
+                    raise MqttProtocolError("PUBLISH with an empty topic")
                 k = topic_end + 2 if qos else topic_end
                 if k > stop:
                     raise MqttProtocolError("PUBLISH topic runs past its packet")
@@ -378,6 +380,13 @@ class NativeMqttClient(asyncio.Protocol):
             return False
         self._send(packet)
         return True
+
+    def publish_qos1_nowait(self, topic: str, payload: bytes) -> None:
+        """QoS 1 without waiting for or tracking its PUBACK (which is ignored): the load of
+        `ingestd check --connect`'s window probe, nothing that must arrive."""
+        packet_id = self._packet_id().to_bytes(2, "big")
+        body = string_field(topic.encode()) + packet_id + (b"\x00" if self.v5 else b"") + payload
+        self._send(encode_packet(0x32, body))
 
     def _write_acks(self, acks: list[bytes]) -> None:
         if acks:

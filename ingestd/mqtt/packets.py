@@ -48,6 +48,10 @@ def connect_packet(s: MqttSettings, password: str | None) -> bytes:
     if v5:
         props = b"" if s.clean_session else b"\x11" + s.session_expiry_s.to_bytes(4, "big")
         props += b"\x27" + s.max_packet_bytes.to_bytes(4, "big")  # Maximum Packet Size
+        # Receive Maximum: the broker sends at most this many unacked QoS 1/2 messages, the
+        # window ingestd's acks after storage are sized for, whatever the broker's own default
+        # (section 3.1.2.11.3). No Topic Alias Maximum: 0, the broker sends no aliases.
+        props += b"\x21" + s.max_inflight.to_bytes(2, "big")
         variable += varint(len(props)) + props
     return encode_packet(0x10, variable + payload)
 

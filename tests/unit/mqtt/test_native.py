@@ -97,15 +97,16 @@ def test_connect_packets_for_both_protocols() -> None:
     )
     v5 = MqttSettings(client_id="ing", protocol="5", clean_session=False, keepalive_s=30)
     packet = connect_packet(v5, None)
-    # level 5, no login, session expiry property (0x11) of one day, and the Maximum Packet Size
-    # (0x27) ingestd takes, so the broker never sends a larger one
+    # level 5, no login, session expiry property (0x11) of one day, the Maximum Packet Size
+    # (0x27) ingestd takes, so the broker never sends a larger one, and the Receive Maximum
+    # (0x21): the broker's in-flight window is max_inflight, whatever its own default
     assert packet[2:12] == b"\x00\x04MQTT\x05\x00\x00\x1e"
-    assert packet[12:23] == b"\x0a\x11\x00\x01\x51\x80\x27\x00\x02\x10\x00"
+    assert packet[12:26] == b"\x0d\x11\x00\x01\x51\x80\x27\x00\x02\x10\x00\x21\x00\x14"
     # the session expiry is configurable, and a clean session sends none
     hour = v5.model_copy(update={"session_expiry_s": 3600})
-    assert connect_packet(hour, None)[12:18] == b"\x0a\x11\x00\x00\x0e\x10"
-    clean = v5.model_copy(update={"clean_session": True})
-    assert connect_packet(clean, None)[12:18] == b"\x05\x27\x00\x02\x10\x00"
+    assert connect_packet(hour, None)[12:18] == b"\x0d\x11\x00\x00\x0e\x10"
+    clean = v5.model_copy(update={"clean_session": True, "max_inflight": 100})
+    assert connect_packet(clean, None)[12:21] == b"\x08\x27\x00\x02\x10\x00\x21\x00\x64"
 
 
 class ClosingTransport(FakeTransport):

@@ -65,6 +65,7 @@ BAD = {
     "packet id 0 at QoS 1": b"\x32\x06\x00\x01a\x00\x00x",
     "a topic past its packet": b"\x30\x04\x00\x09ab",
     "a PUBLISH without a topic length": b"\x30\x01\x00",
+    "a PUBLISH with an empty topic (an alias we never allowed)": b"\x30\x03\x00\x00x",
 }
 
 
