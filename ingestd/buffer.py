@@ -109,8 +109,19 @@ class MemoryBuffer:
     """Bounded FIFO of lines. `put` never blocks (it is called inline from the MQTT read path);
     instead the source checks `full` after each message and stops reading until `wait_for_space`."""
 
-    def __init__(self, max_lines: int, resume_ratio: float = 0.5, ack_window: int = 0) -> None:
+    def __init__(
+        self,
+        max_lines: int,
+        resume_ratio: float = 0.5,
+        ack_window: int = 0,
+        max_bytes: int = 1 << 62,
+    ) -> None:
         self.max_lines = max_lines
+        # a bound in bytes too: the payloads held (each buffered message keeps its payload, and
+        # its lines are made from it), so 20k lines of large messages cannot reach gigabytes
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._resume_bytes = int(max_bytes * resume_ratio)
         # With acks after storage the broker stops sending once `ack_window` messages await their
         # ack, so that many waiting messages make a batch ready at once (0: no such trigger).
         self.ack_window = ack_window
@@ -133,6 +144,7 @@ class MemoryBuffer:
             raise BufferClosed
         self._lines.extend(lines)
         self._origins.extend([origin] * len(lines))
+        self.bytes += len(origin.payload)
         self._nonempty.set()
         if origin.mid:
             self._unacked_waiting += 1
@@ -142,13 +154,16 @@ class MemoryBuffer:
             self._ready.set()
         if self.full:
             self._space.clear()
+            self._ready.set()  # full by bytes before a batch's lines: write what there is
 
     def store(self, batch: Batch) -> bool:
         """A whole batch, if it fits beside what is held (the protocol's intake; `put` is the
         per-message one, which never refuses)."""
         if self._closed:
             raise BufferClosed
-        if self.fill + len(batch) > self.max_lines:
+        if self.fill + len(batch) > self.max_lines or (
+            self.bytes and self.bytes + _payload_bytes(batch) > self.max_bytes
+        ):
             return False
         for message, lines in batch.groups():
             self.put(lines, message)
@@ -156,7 +171,7 @@ class MemoryBuffer:
 
     @property
     def full(self) -> bool:
-        return self.fill >= self.max_lines
+        return self.fill >= self.max_lines or self.bytes >= self.max_bytes
 
     @property
     def fill(self) -> int:
@@ -194,6 +209,7 @@ class MemoryBuffer:
             len(self._lines) < max_lines
             and not self._closed
             and not (self._unacked_waiting >= self.ack_window > 0)
+            and not self.full
         ):
             self._ready.clear()
             try:
@@ -221,6 +237,7 @@ class MemoryBuffer:
 
     def accept(self, batch: Batch) -> None:
         """The batch is settled: every line written or dead-lettered."""
+        self.bytes -= _payload_bytes(batch)
         self._release(len(batch))
 
     def keep(self, batch: Batch) -> None:
@@ -242,5 +259,9 @@ class MemoryBuffer:
 
     def _release(self, count: int) -> None:
         self._in_flight -= count
-        if self.fill <= self._resume_at:
+        if self.fill <= self._resume_at and self.bytes <= self._resume_bytes:
             self._space.set()
+
+
+def _payload_bytes(batch: Batch) -> int:
+    return sum(len(message.payload) for message in batch.messages())

@@ -183,6 +183,9 @@ class BatchSettings(_Section):
     # ~390 bytes of RSS per buffered line (p4n4): 20k lines bound a burst at ~8 MB of buffer;
     # a fuller buffer overflows to the disk spool, or pauses reading without one
     buffer_max_lines: int = Field(20_000, ge=1)
+    # ...and at most this many payload bytes (what each buffered message keeps, and what its
+    # lines are made from): 20k lines of 64 KiB messages would otherwise hold over a gigabyte
+    buffer_max_bytes: int = Field(32 * 1024 * 1024, ge=65536)
     retry_initial_s: PositiveFloat = 0.5
     retry_max_s: PositiveFloat = 30.0
 
@@ -199,6 +202,9 @@ class LimitSettings(_Section):
     max_payload_bytes: int = Field(65536, ge=1)  # rejected before parsing: payload_too_large
     max_readings: int = Field(1000, ge=1)  # fields in one message: limit_exceeded
     max_tag_value_bytes: int = Field(256, ge=1)  # one tag value, UTF-8: limit_exceeded
+    # a measurement name, tag key or field key, UTF-8: limit_exceeded (InfluxDB takes 64 KiB,
+    # and every one of them is repeated in the series index and in each line)
+    max_key_bytes: int = Field(256, ge=1)
     # distinct series (measurement + tag set) per route, so that a publisher inventing device
     # ids cannot blow up the database's series index: cardinality_limit. 100,000 holds the
     # simulator's 20,000-device mixed fleet (60,000 series on its busiest route) with room.

@@ -80,30 +80,50 @@ def to_line(point: Point) -> str:
     )
 
 
+def _check_length(what: str, name: str, max_bytes: int) -> None:
+    if len(name) > max_bytes // 4 and len(name.encode()) > max_bytes:
+        raise MessageRejected(
+            DropReason.LIMIT_EXCEEDED,
+            f"{what} {name[:60]!r}... is {len(name.encode())} bytes > limits.max_key_bytes = "
+            f"{max_bytes}",
+        )
+
+
 class LineEncoder:
     """`to_line` for the hot path: a device's series prefix is escaped once, not per message.
-    The cache is cleared at `max_series`, so invented series cost time, never memory."""
+    The cache is cleared at `max_series`, so invented series cost time, never memory. Names
+    longer than `max_key_bytes` (measurement, tag and field keys) are refused where they are
+    first escaped, so the check costs nothing per message."""
 
-    def __init__(self, max_series: int = 100_000) -> None:
+    def __init__(self, max_series: int = 100_000, max_key_bytes: int = 1 << 16) -> None:
         self._prefixes: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
         self._keys: dict[str, str] = {}  # escaped field keys, bounded the same way
         self._max_series = max_series
+        self._max_key_bytes = max_key_bytes
 
     def _key(self, key: str) -> str:
         escaped = self._keys.get(key)
         if escaped is None:
+            _check_length("field key", key, self._max_key_bytes)
             if len(self._keys) >= self._max_series:
                 self._keys.clear()
             escaped = self._keys[key] = escape_key(key)
         return escaped
 
+    def _prefix(self, measurement: str, tags: tuple[tuple[str, str], ...]) -> str:
+        _check_length("measurement", measurement, self._max_key_bytes)
+        for key, _value in tags:
+            _check_length("tag key", key, self._max_key_bytes)
+        if len(self._prefixes) >= self._max_series:
+            self._prefixes.clear()
+        prefix = self._prefixes[measurement, tags] = series_prefix(measurement, tags)
+        return prefix
+
     def to_line(self, point: Point) -> str:
         series = (point.measurement, point.tags)
         prefix = self._prefixes.get(series)
         if prefix is None:
-            if len(self._prefixes) >= self._max_series:
-                self._prefixes.clear()
-            prefix = self._prefixes[series] = series_prefix(point.measurement, point.tags)
+            prefix = self._prefix(point.measurement, point.tags)
         fields = point.fields
         if len(fields) == 1:
             key, value = fields[0]

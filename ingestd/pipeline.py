@@ -45,7 +45,7 @@ class Pipeline:
         self.settled = settled
         self.skip_retained = skip_retained
         self.field_types = FieldTypes()
-        self.encoder = LineEncoder()
+        self.encoder = LineEncoder(max_key_bytes=limits.max_key_bytes)
         self.limits = limits
         self.series = SeriesGuard(limits.max_series_per_route, limits.max_series_per_device)
         # what the formats remember between messages (Sparkplug's alias maps), one per format

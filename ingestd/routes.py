@@ -18,7 +18,7 @@ from ingestd.config import FieldType, RouteSettings, Settings
 from ingestd.decode import ValueEnvelope, envelope_adapter
 from ingestd.errors import ConfigError
 from ingestd.formats import FORMATS, Format
-from ingestd.topics import filters_overlap
+from ingestd.topics import CACHED_TOPIC_MAX_BYTES, filters_overlap
 from ingestd.units import Conversion, parse_conversion
 
 _NAMED_LEVEL = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
@@ -232,9 +232,10 @@ class RouteTable:
         except KeyError:
             pass
         found = self._match(topic)
-        if len(self._cache) >= self._max_cached:
-            self._cache.clear()
-        self._cache[topic] = found
+        if len(topic) <= CACHED_TOPIC_MAX_BYTES:  # characters: at most 4x as many bytes
+            if len(self._cache) >= self._max_cached:
+                self._cache.clear()
+            self._cache[topic] = found
         return found
 
     def _match(self, topic: str) -> tuple[Route, dict[str, str]] | None:

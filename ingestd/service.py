@@ -69,6 +69,7 @@ class Service:
         buffer = MemoryBuffer(
             settings.batch.buffer_max_lines,
             ack_window=settings.mqtt.max_inflight if acks_after_write else 0,
+            max_bytes=settings.batch.buffer_max_bytes,
         )
         self.buffer = buffer
         sp = settings.spool

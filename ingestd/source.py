@@ -33,6 +33,7 @@ from ingestd.mqtt.packets import MqttProtocolError
 from ingestd.mqtt.reasons import reason_words, refused
 from ingestd.records import RawMessage
 from ingestd.telemetry import Telemetry
+from ingestd.topics import CACHED_TOPIC_MAX_BYTES
 
 TOPIC_CACHE_SIZE = 50_000  # cleared when full, like the route cache
 # the broker's counters ingestd reads (mqtt.broker_stats): Mosquitto's $SYS topics. Never
@@ -115,7 +116,7 @@ class MqttSource:
             if text in BROKER_STATS:  # uncached: these stay off the hot path's cache hit
                 self.telemetry.broker_stat(text, payload)
                 return
-            if text is not None:
+            if text is not None and len(topic) <= CACHED_TOPIC_MAX_BYTES:
                 if len(self._topics) >= TOPIC_CACHE_SIZE:
                     self._topics.clear()
                 self._topics[topic] = text

@@ -280,3 +280,22 @@ async def test_a_full_ack_window_makes_a_batch_ready_at_once() -> None:
         buffer.put([f"l{i}"], RawMessage("t", b"", i, mid=i + 1, qos=1))
     batch = await asyncio.wait_for(buffer.next_batch(500, wait_s=60), 1)
     assert batch is not None and len(batch) == 3
+
+
+async def test_large_messages_fill_the_buffer_by_bytes_before_lines() -> None:
+    """Issue 12: the bound counted lines only, so 20k lines of 64 KiB messages could hold over
+    a gigabyte. Now the payload bytes held count too: full (reading pauses, the spool takes
+    over) at max_bytes, a batch ready at once, and space again below the resume mark."""
+    buffer = MemoryBuffer(20_000, max_bytes=1_000_000)
+    big = [RawMessage(f"s/{i}/t", b"x" * 60_000, i) for i in range(17)]
+    for message in big[:16]:
+        buffer.put(["m v=1"], message)
+    assert not buffer.full and buffer.bytes == 960_000
+    buffer.put(["m v=1"], big[16])
+    assert buffer.full  # 17 lines, 1,020,000 bytes
+    batch = await asyncio.wait_for(buffer.next_batch(5000, wait_s=60), 1)  # no waiting
+    assert batch is not None and len(batch) == 17
+    waiter = asyncio.create_task(buffer.wait_for_space())
+    buffer.accept(batch)
+    await asyncio.wait_for(waiter, 1)
+    assert buffer.bytes == 0 and not buffer.full

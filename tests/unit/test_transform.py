@@ -262,6 +262,22 @@ def test_one_device_inventing_series_spends_its_own_budget_not_the_routes() -> N
     assert "max_series_per_device = 5" in letters[0].detail
 
 
+def test_long_measurement_names_and_keys_are_dead_lettered_and_never_cached() -> None:
+    """Issue 12: bounds counted items, not bytes. A measurement from a 60 KB topic level, or a
+    60 KB field key, went into the series index and every line. Now names over
+    limits.max_key_bytes are dead-lettered, and long topics stay out of the topic caches."""
+    pipeline, buffer, letters = make_pipeline()
+    long = "m" * 300
+    pipeline.handle(RawMessage(f"sensors/dev-1/{long}", b"1.5", 1))
+    pipeline.handle(RawMessage("obj/dev-1", b'{"' + long.encode() + b'": 1.5}', 2))
+    pipeline.handle(RawMessage("obj/dev-1", '{"ключ": 1.5}'.encode(), 3))  # 8 bytes: fine
+    assert [letter.reason for letter in letters] == ["limit_exceeded"] * 2
+    assert "measurement" in letters[0].detail and "field key" in letters[1].detail
+    assert buffer.fill == 1
+    assert f"sensors/dev-1/{long}" not in pipeline.routes._cache
+    assert "obj/dev-1" in pipeline.routes._cache
+
+
 def test_long_tag_values_and_too_many_readings_exceed_limits() -> None:
     pipeline, _, _ = make_pipeline()
     with pytest.raises(MessageRejected) as info:
