@@ -7,11 +7,12 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter, defaultdict
+from pathlib import Path
 
 import pytest
 
 from ingestd.buffer import MemoryBuffer
-from ingestd.config import parse_settings
+from ingestd.config import load_settings, parse_settings
 from ingestd.devtools.workload import ROUTES, TOPICS
 from ingestd.errors import MessageRejected
 from ingestd.pipeline import Pipeline
@@ -23,10 +24,17 @@ from ingestd.telemetry import Telemetry
 NOW_MS = 1_763_900_000_000
 
 
-def pipeline() -> Pipeline:
-    settings = parse_settings(
-        {"influx": {"api": "v1", "database": "d"}, "mqtt": {"topics": TOPICS}, "routes": ROUTES}
-    )
+SHIPPED = Path(__file__).resolve().parents[3] / "compose" / "ingest.toml"
+
+
+def pipeline(routes: str = "workload") -> Pipeline:
+    """The workload's routes, or the stack's own (compose/ingest.toml, with its declared types)."""
+    if routes == "shipped":
+        settings = load_settings(SHIPPED, unset={})
+    else:
+        settings = parse_settings(
+            {"influx": {"api": "v1", "database": "d"}, "mqtt": {"topics": TOPICS}, "routes": ROUTES}
+        )
     return Pipeline(
         compile_routes(settings),
         MemoryBuffer(1_000_000),
@@ -36,11 +44,15 @@ def pipeline() -> Pipeline:
     )
 
 
-@pytest.mark.parametrize("fmt", ["mixed", *FORMATS])
-def test_every_message_is_ingested_or_dropped_with_the_predicted_reason(fmt: str) -> None:
+@pytest.mark.parametrize(
+    ("fmt", "routes"), [*((f, "workload") for f in ["mixed", *FORMATS]), ("mixed", "shipped")]
+)
+def test_every_message_is_ingested_or_dropped_with_the_predicted_reason(
+    fmt: str, routes: str
+) -> None:
     fleet = Fleet(40, fmt, seed=7, malformed_share=0.05, dropout_share=0.01)
     messages = fleet.take(4000, NOW_MS) + fleet.take(4000, NOW_MS)  # same ms: clocks must step
-    p = pipeline()
+    p = pipeline(routes)
     by_series: dict[str, list[int]] = defaultdict(list)
     outcomes: Counter[str] = Counter()
     for m in messages:
