@@ -150,9 +150,11 @@ class MemoryBuffer:
             self._unacked_waiting += 1
             if self._unacked_waiting >= self.ack_window > 0:
                 self._ready.set()
-        if len(self._lines) >= self._batch_size:
+        waiting = len(self._lines)
+        if waiting >= self._batch_size:
             self._ready.set()
-        if self.full:
+        # `full`, inline: this runs once per message
+        if waiting + self._in_flight >= self.max_lines or self.bytes >= self.max_bytes:
             self._space.clear()
             self._ready.set()  # full by bytes before a batch's lines: write what there is
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from ingestd.buffer import BufferClosed, MemoryBuffer
 from ingestd.config import LimitSettings
@@ -89,9 +90,8 @@ class Pipeline:
             points, time_missing = self.route_points(route, segments, message)
         if not points:  # the payload held no reading (nan, unavailable, null, ...)
             return None
-        identity = segments.get(route.identity) if route.identity else None
         for point in points:
-            self.series.admit(route, point, identity)
+            self.series.admit(route, point, segments)
         return points, route if time_missing else None
 
     def route_points(
@@ -202,18 +202,17 @@ class Pipeline:
         if reason == DropReason.REJECTED_BY_SINK:
             self.field_types.learn_conflict(detail)
         self.telemetry.message_dropped(reason, message, detail)
-        self.dead_letter(
-            DeadLetter(
-                topic=message.topic,
-                payload=message.payload,
-                reason=reason,
-                detail=detail,
-                received_ns=message.received_ns,
-                dead_lettered_ns=time.time_ns(),
-                line=line,
-                payload_bytes=whole[0] if whole else None,
-                payload_sha256=whole[1] if whole else None,
-            )
+        letter = DeadLetter(
+            message.topic,
+            message.payload,
+            reason,
+            detail,
+            message.received_ns,
+            time.time_ns(),
+            line,
         )
+        if whole is not None:  # the payload is only its first bytes
+            letter = replace(letter, payload_bytes=whole[0], payload_sha256=whole[1])
+        self.dead_letter(letter)
         if settle:
             self.settled(message)

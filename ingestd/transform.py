@@ -93,7 +93,10 @@ class SeriesGuard:
         self._seen: dict[int, set[int]] = {}
         self._per_identity: dict[int, dict[str, int]] = {}
 
-    def admit(self, route: Route, point: Point, identity: str | None = None) -> None:
+    def admit(self, route: Route, point: Point, segments: dict[str, str] | None = None) -> None:
+        """Count `point`'s series against its route's budget and, where the route names an
+        identity level, against the budget of that level's value in `segments` (the topic's
+        named levels); MessageRejected past either."""
         seen = self._seen.setdefault(route.index, set())
         # a route builds a series' tags in the same order every time: no need to sort
         series = hash((point.measurement, point.tags))
@@ -105,6 +108,7 @@ class SeriesGuard:
                 f"route {route.template.text!r} already has limits.max_series_per_route = "
                 f"{self.max_series} series",
             )
+        identity = segments.get(route.identity) if segments and route.identity else None
         if identity is not None:
             counts = self._per_identity.setdefault(route.index, {})
             held = counts.get(identity, 0)

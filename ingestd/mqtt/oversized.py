@@ -94,8 +94,6 @@ class OversizedPublish:
         fixed = topic_end + (2 if self.qos else 0)
         if len(header) == fixed:
             self.topic = bytes(header[2:topic_end])
-            if not self.topic:  # only valid with a topic alias, which we never allow
-                raise MqttProtocolError("PUBLISH with an empty topic")
             if self.qos:
                 self.packet_id = (header[topic_end] << 8) | header[topic_end + 1]
                 if not self.packet_id:
