@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -147,20 +148,43 @@ def test_the_full_spool_policies_settle_or_keep_the_batch_and_count_drops(
         assert telemetry.dropped == {"spool_full": 1}
 
 
+async def replay_until(flusher: Flusher, done: Callable[[], bool]) -> list[str]:
+    """Run the spool replay until `done()` (5 s at most); the replay errors it showed meanwhile.
+    The replay task must still be running at the end: an error never ends it."""
+    errors_seen: list[str] = []
+    replay = asyncio.create_task(flusher.replay_forever())
+    try:
+        async with asyncio.timeout(5):
+            while not done():
+                if flusher.replay_error:
+                    errors_seen.append(flusher.replay_error)
+                await asyncio.sleep(0.005)
+        assert not replay.done()
+    finally:
+        replay.cancel()
+        await flusher.sink.close()
+    return errors_seen
+
+
+def replay_set_up(url: str, spool_path: Path) -> tuple[Settings, DiskSpool]:
+    """Settings with fast retries for a database at `url`, and the spool the replay reads."""
+    settings = parse_settings(
+        {
+            "influx": {"url": url, "api": "v2", "bucket": "b"},
+            "batch": {"retry_initial_s": 0.05, "retry_max_s": 0.05},
+            "spool": {"path": str(spool_path), "fsync": False},
+        }
+    )
+    return settings, DiskSpool(spool_path, 1 << 20, 1 << 20, fsync=False)
+
+
 async def test_a_spool_the_disk_will_not_read_is_retried_not_the_end_of_replay(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Issue 12: an OSError from the spool (EIO, ENOSPC on the cursor) ended the replay task.
     Now it is logged, retried with backoff, and shown by replay_error (/readyz) meanwhile."""
     async with fake_database() as db:
-        settings = parse_settings(
-            {
-                "influx": {"url": db.url, "api": "v2", "bucket": "b"},
-                "batch": {"retry_initial_s": 0.05, "retry_max_s": 0.05},
-                "spool": {"path": str(tmp_path), "fsync": False},
-            }
-        )
-        spool = DiskSpool(tmp_path, 1 << 20, 1 << 20, fsync=False)
+        settings, spool = replay_set_up(db.url, tmp_path)
         spool.store(batch_of("a"))
         failures = [OSError(5, "Input/output error")] * 2
         real_take = spool.take
@@ -172,18 +196,7 @@ async def test_a_spool_the_disk_will_not_read_is_retried_not_the_end_of_replay(
 
         monkeypatch.setattr(spool, "take", flaky_take)
         flusher = flusher_for(settings, MemoryBuffer(100), spool, Telemetry(), [])
-        errors_seen: list[str] = []
-        replay = asyncio.create_task(flusher.replay_forever())
-        try:
-            async with asyncio.timeout(5):
-                while len(db.stored) < 4:
-                    if flusher.replay_error:
-                        errors_seen.append(flusher.replay_error)
-                    await asyncio.sleep(0.005)
-        finally:
-            replay.cancel()
-            await flusher.sink.close()
-    assert not replay.done() or replay.cancelled()
+        errors_seen = await replay_until(flusher, lambda: len(db.stored) >= 4)
     assert errors_seen and "Input/output error" in errors_seen[0]
     assert flusher.replay_error is None
     assert sorted(db.stored) == sorted(batch_of("a").lines)
@@ -197,14 +210,7 @@ async def test_a_spooled_batch_whose_dead_letter_cannot_be_written_stays_in_the_
     or not the letter was written (disk full: both lost). Now the batch stays, the replay
     reports the error (/readyz) and retries it after a backoff, until the letter is written."""
     async with fake_database() as db:
-        settings = parse_settings(
-            {
-                "influx": {"url": db.url, "api": "v2", "bucket": "b"},
-                "batch": {"retry_initial_s": 0.05, "retry_max_s": 0.05},
-                "spool": {"path": str(tmp_path), "fsync": False},
-            }
-        )
-        spool = DiskSpool(tmp_path, 1 << 20, 1 << 20, fsync=False)
+        settings, spool = replay_set_up(db.url, tmp_path)
         batch = batch_of("a")
         batch.lines[1] = "m,d=BAD v=1 2"
         spool.store(batch)
@@ -220,16 +226,6 @@ async def test_a_spooled_batch_whose_dead_letter_cannot_be_written_stays_in_the_
             ack=lambda _messages: None,
             flush_dead_letters=lambda: not (disk_full and disk_full.pop()),
         )
-        errors_seen: list[str] = []
-        replay = asyncio.create_task(flusher.replay_forever())
-        try:
-            async with asyncio.timeout(5):
-                while spool.size_bytes or disk_full:
-                    if flusher.replay_error:
-                        errors_seen.append(flusher.replay_error)
-                    await asyncio.sleep(0.005)
-        finally:
-            replay.cancel()
-            await flusher.sink.close()
+        errors_seen = await replay_until(flusher, lambda: not (spool.size_bytes or disk_full))
     assert errors_seen and "dead letter" in errors_seen[0]
     assert len(letters) == 3  # refused on each of three tries, and written on the third

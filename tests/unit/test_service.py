@@ -46,6 +46,16 @@ def service_in(tmp_path: Path) -> Service:
     return Service(settings_in(tmp_path), sink=FakeSink, source=FakeSource.feeding(MESSAGES))
 
 
+async def run_until_stored(service: Service, lines: int) -> None:
+    """Run the service until its fake sink holds `lines` lines, then stop it in order."""
+    running = asyncio.create_task(service.run())
+    async with asyncio.timeout(10):
+        while len(service.sink.stored) < lines:  # type: ignore[attr-defined]  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    service.request_stop()
+    await asyncio.wait_for(running, 10)
+
+
 @pytest.fixture
 def log_lines() -> Iterator[Callable[[], list[dict[str, Any]]]]:
     """The service's log as JSON objects, as `ingestd --config` writes it."""
@@ -61,12 +71,7 @@ async def test_the_service_writes_and_acks_every_message_through_the_fakes(
     tmp_path: Path,
 ) -> None:
     service = service_in(tmp_path)
-    running = asyncio.create_task(service.run())
-    async with asyncio.timeout(10):
-        while len(service.sink.stored) < len(MESSAGES):  # type: ignore[attr-defined]  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-    service.request_stop()
-    await asyncio.wait_for(running, 10)
+    await run_until_stored(service, len(MESSAGES))
     assert not service.failed
     assert sorted(service.source.acked) == sorted(MESSAGES)  # type: ignore[attr-defined]
 
@@ -186,10 +191,5 @@ async def test_a_dead_letter_that_cannot_be_written_is_not_acked(tmp_path: Path)
         update={"deadletter": settings.deadletter.model_copy(update={"path": Path("/dev/full")})}
     )
     service = Service(full, sink=FakeSink, source=FakeSource.feeding(messages))
-    running = asyncio.create_task(service.run())
-    async with asyncio.timeout(10):
-        while len(service.sink.stored) < len(good):  # type: ignore[attr-defined]  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-    service.request_stop()
-    await asyncio.wait_for(running, 10)
+    await run_until_stored(service, len(good))
     assert sorted(m.mid for m in service.source.acked) == [1, 2, 3]  # type: ignore[attr-defined]
