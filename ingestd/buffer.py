@@ -24,6 +24,7 @@ class Batch:
     lines: list[str] = field(default_factory=list)
     origins: list[RawMessage] = field(default_factory=list)
     stored_ns: int = 0  # when a durable buffer stored it (wall clock); 0: never stored
+    payload_bytes: int = 0  # the memory buffer's byte count of it, released when it is settled
 
     def __len__(self) -> int:
         return len(self.lines)
@@ -233,13 +234,19 @@ class MemoryBuffer:
         batch = Batch(
             [lines.popleft() for _ in range(count)], [origins.popleft() for _ in range(count)]
         )
-        self._unacked_waiting -= sum(1 for m in batch.messages() if m.mid)
+        unacked = held = 0
+        for message in batch.messages():  # one pass for both counts: this runs per message
+            held += len(message.payload)
+            if message.mid:
+                unacked += 1
+        batch.payload_bytes = held
+        self._unacked_waiting -= unacked
         self._in_flight += count
         return batch
 
     def accept(self, batch: Batch) -> None:
         """The batch is settled: every line written or dead-lettered."""
-        self.bytes -= _payload_bytes(batch)
+        self.bytes -= batch.payload_bytes
         self._release(len(batch))
 
     def keep(self, batch: Batch) -> None:
