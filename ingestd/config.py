@@ -249,6 +249,16 @@ class SelfMetricsSettings(_Section):
 
     interval_s: float = Field(10.0, ge=0)  # 0 turns it off
     measurement: str = Field("ingestd", min_length=1)
+    # where they go: a database (api v1) or bucket (v2) of their own, never the sensors', so
+    # sensor dashboards and queries never see them (their int and float fields would collide
+    # with a sensor's in one query). ingestd creates the database on v1; the stack's InfluxDB
+    # init creates the bucket on v2.
+    database: str = Field("ingestd", min_length=1)
+
+    def influx(self, influx: InfluxSettings) -> InfluxSettings:
+        """The database settings for these reports: the sensors' server, this database."""
+        key = "database" if influx.api == "v1" else "bucket"
+        return influx.model_copy(update={key: self.database})
 
 
 class StateSettings(_Section):

@@ -1,4 +1,5 @@
-"""ingestd's own counters, written into the database every `self_metrics.interval_s`.
+"""ingestd's own counters, written every `self_metrics.interval_s` into a database of their own
+(`self_metrics.database`, default "ingestd"): the sensor database holds only sensor data.
 
 This is what Telegraf's `internal` input does, and it is why the stack needs no Prometheus: the
 Grafana that shows the sensors shows ingestd's health from the same InfluxDB, and a Pi owner runs
@@ -18,7 +19,7 @@ import time
 
 from ingestd.config import Settings
 from ingestd.encode import to_line
-from ingestd.errors import DropReason, SinkError
+from ingestd.errors import DropReason, IngestdError, SinkError
 from ingestd.records import FieldValue, Point
 from ingestd.sink import Sink
 from ingestd.telemetry import BATCH_OUTCOMES, STATS, Telemetry
@@ -76,9 +77,17 @@ class SelfMetrics:
         return True
 
     async def run(self) -> None:
-        """Until cancelled; the service starts it only when self_metrics.interval_s > 0."""
+        """Until cancelled; the service starts it only when self_metrics.interval_s > 0. Its
+        database is created first where ingestd may (v1); if not, reports are skipped."""
         interval_s = self.settings.self_metrics.interval_s
         started = time.monotonic()
+        try:
+            found = await self.sink.prepare()
+            self.telemetry.log.info(
+                "self_metrics_database", database=self.settings.self_metrics.database, found=found
+            )
+        except IngestdError as exc:  # a SinkError too: the server is down, or says no
+            self.telemetry.log.warning("self_metrics_database_not_prepared", error=str(exc)[:300])
         while True:
             await asyncio.sleep(interval_s)
             await self.report(time.monotonic() - started)

@@ -137,7 +137,9 @@ class Service:
             flush_dead_letters=self.dead_letters.flush,
         )
         self.http = HttpEndpoints(self.telemetry, self._ready)
-        self.self_metrics = SelfMetrics(settings, self.telemetry, sink(settings.influx))
+        self.self_metrics = SelfMetrics(
+            settings, self.telemetry, sink(settings.self_metrics.influx(settings.influx))
+        )
         self._stopping = asyncio.Event()
         self.started = asyncio.Event()
         self.failed = False  # a task died, or ingestd cannot continue: exit non-zero

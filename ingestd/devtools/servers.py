@@ -212,8 +212,9 @@ class InfluxDB1(Process, Database):
     def stop(self, sig: int = signal.SIGTERM) -> None:
         Process.stop(self, sig)
 
-    def query(self, q: str) -> Any:
-        params = urllib.parse.urlencode({"q": q, "db": self.database, "epoch": "ns"})
+    def query(self, q: str, database: str | None = None) -> Any:
+        """An InfluxQL query on the sensors' database, or on `database`."""
+        params = urllib.parse.urlencode({"q": q, "db": database or self.database, "epoch": "ns"})
         status, body = http("POST", f"{self.url}/query?{params}")
         assert status == 200, body
         return json.loads(body)
@@ -228,9 +229,9 @@ class InfluxDB1(Process, Database):
             total += max(v for v in series["values"][0][1:] if v is not None)
         return int(total)
 
-    def field_types(self) -> dict[tuple[str, str], str]:
+    def field_types(self, database: str | None = None) -> dict[tuple[str, str], str]:
         out = {}
-        for series in self.query("SHOW FIELD KEYS")["results"][0].get("series", []):
+        for series in self.query("SHOW FIELD KEYS", database)["results"][0].get("series", []):
             for key, kind in series["values"]:
                 out[(series["name"], key)] = kind
         return out

@@ -1,4 +1,5 @@
-"""ingestd writes its own counters into the database (the stack's health dashboard reads them)."""
+"""ingestd writes its own counters into a database of their own, "ingestd" (the stack's health
+dashboard reads them there); the sensors' database holds only sensor data."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ COUNT = 2000
 
 
 def latest(db: InfluxDB1, query: str) -> dict[str, Any]:
-    series = db.query(query)["results"][0].get("series", [])
+    series = db.query(query, "ingestd")["results"][0].get("series", [])
     return {
         (s.get("tags") or {}).get("reason", s["name"]): dict(
             zip(s["columns"], s["values"][0], strict=True)
@@ -53,6 +54,9 @@ def test_health_counters_reach_the_database_and_agree_with_metrics(
     drops = latest(influxdb1, "SELECT last(count) FROM ingestd_drops GROUP BY reason")
     assert {r: d["last"] for r, d in drops.items() if d["last"]} == dict(reasons)
     # integers stay integers, so Grafana's derivative() is exact
-    types = influxdb1.field_types()
+    types = influxdb1.field_types("ingestd")
     assert types[("ingestd", "points_written")] == "integer"
     assert types[("ingestd", "write_seconds_sum")] == "float"
+    # and none of it in the sensors' database, where a sensor query would see it (issue 13)
+    shown = influxdb1.query("SHOW MEASUREMENTS")["results"][0]["series"][0]["values"]
+    assert not [name for [name] in shown if name.startswith("ingestd")]
