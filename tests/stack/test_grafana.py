@@ -1,6 +1,7 @@
-"""Grafana provisioning: the datasource is built from .env through the Grafana container's
-environment, dashboards parse, UIDs are unique, and every panel and variable queries the
-provisioned datasource with variables that exist."""
+"""Grafana provisioning: the InfluxQL datasources are built from .env through the Grafana
+container's environment, dashboards parse, UIDs are unique, and every panel and variable queries
+its provisioned datasource (sensors, or ingestd's own metrics) with variables that exist. The
+queries themselves run against a real database in test_rehearsal.py."""
 
 from __future__ import annotations
 
@@ -15,23 +16,38 @@ from .conftest import REPO, STACKS, load_yaml
 
 GRAFANA = REPO / "grafana"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
-BUILTIN_VARIABLES = {"__interval", "__interval_ms", "__from", "__to", "__range", "__timeFilter"}
+BUILTIN_VARIABLES = {
+    "__interval", "__interval_ms", "__from", "__to", "__range", "__timeFilter", "timeFilter"
+}  # fmt: skip
 
 
-def datasource() -> dict[str, Any]:
+def datasources() -> dict[str, dict[str, Any]]:
     provisioned = load_yaml(GRAFANA / "provisioning" / "datasources" / "influxdb.yaml")
-    (only,) = provisioned["datasources"]
-    result: dict[str, Any] = only
-    return result
+    return {ds["uid"]: ds for ds in provisioned["datasources"]}
 
 
-def test_the_datasource_is_flux_and_its_variables_reach_grafana() -> None:
-    ds = datasource()
-    assert ds["type"] == "influxdb" and ds["jsonData"]["version"] == "Flux"
-    assert ds["url"] == "http://influxdb:8086"
+# which datasource each dashboard reads: sensor data, or ingestd's own metrics, never both
+DASHBOARD_DATASOURCE = {
+    "sensor-overview.json": "p4n4-influxdb",
+    "ingestd-health.json": "p4n4-ingestd",
+}
+
+
+def test_the_datasources_speak_influxql_and_their_variables_reach_grafana() -> None:
+    found = datasources()
+    assert set(found) == {"p4n4-influxdb", "p4n4-ingestd"}
+    for ds in found.values():
+        assert ds["type"] == "influxdb" and ds["jsonData"]["version"] == "InfluxQL"
+        assert ds["url"] == "http://influxdb:8086"
+        # InfluxDB 2.x and 3 take the token on /query in this header
+        assert ds["jsonData"]["httpHeaderName1"] == "Authorization"
+        assert ds["secureJsonData"]["httpHeaderValue1"] == "Token $INFLUXDB_ADMIN_TOKEN"
+        assert ds["jsonData"]["dbName"] == ds["database"]
+    assert found["p4n4-influxdb"]["database"] == "$INFLUXDB_BUCKET"
+    assert found["p4n4-ingestd"]["database"] == "ingestd"  # self_metrics.database
     text = (GRAFANA / "provisioning" / "datasources" / "influxdb.yaml").read_text()
     used = set(re.findall(r"\$\{?([A-Z][A-Z0-9_]*)", text))
-    assert used == {"INFLUXDB_ORG", "INFLUXDB_BUCKET", "INFLUXDB_ADMIN_TOKEN"}
+    assert used == {"INFLUXDB_BUCKET", "INFLUXDB_ADMIN_TOKEN"}
     grafana = load_yaml(STACKS["iot"])["services"]["grafana"]
     assert used <= set(grafana["environment"])
     mounts = {v.split(":")[1]: v.split(":")[0] for v in grafana["volumes"]}
@@ -65,9 +81,9 @@ def queried(dashboard: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]:
 
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
-def test_every_panel_resolves_to_the_provisioned_datasource(path: Path) -> None:
+def test_every_panel_resolves_to_its_provisioned_datasource(path: Path) -> None:
     dashboard = json.loads(path.read_text())
-    uid = datasource()["uid"]
+    uid = DASHBOARD_DATASOURCE[path.name]
     variables = {v["name"] for v in dashboard["templating"]["list"]} | BUILTIN_VARIABLES
     ids = [panel["id"] for panel in dashboard["panels"]]
     assert len(ids) == len(set(ids))
@@ -86,9 +102,9 @@ def test_the_health_dashboard_reads_only_fields_ingestd_writes() -> None:
     from ingestd.telemetry import Telemetry
 
     lines = report_lines(Telemetry(), "ingestd", "i", 1.0, 0)
-    written = set(re.findall(r"(?:^|,)(\w+)=", lines[0].split(" ")[1]))
+    written = {key for line in lines for key in re.findall(r"(?:^|,)(\w+)=", line.split(" ")[1])}
     dashboard = json.loads((GRAFANA / "dashboards" / "ingestd-health.json").read_text())
     read = set()
     for _, _, query in queried(dashboard):
-        read |= set(re.findall(r'r\._field == "(\w+)"', query))
+        read |= set(re.findall(r'(?:last|max)\("(\w+)"\)', query))
     assert read and read <= written, read - written

@@ -95,23 +95,53 @@ def code_nodes(path: Path) -> dict[str, str]:
     }
 
 
-def test_the_digest_prompt_is_built_from_influxdb_csv() -> None:
+def digest_prompt(answer: dict[str, Any]) -> dict[str, Any]:
+    """The digest's "Summarise rows for the prompt" node, run under node on an InfluxQL answer."""
     code = code_nodes(COMPOSE / "n8n" / "workflows" / "scheduled-digest.json")
-    csv = (
-        ",result,table,_field,_measurement,device,stat,_value\r\n"
-        ",_result,0,value,temperature,device-1,mean,21.456\r\n"
-        ",_result,1,value,temperature,device-1,min,19\r\n"
-        ",_result,2,value,temperature,device-1,max,23.5\r\n"
-        "\r\n"
-        ",result,table,_field,_measurement,device,stat,_value\r\n"
-        ",_result,3,humidity,ruuvi,garage,mean,55\r\n"
-    )
-    prelude = f"const $input = {{ first: () => ({{ json: {{ data: {json.dumps(csv)} }} }}) }};"
+    prelude = f"const $input = {{ first: () => ({{ json: {json.dumps(answer)} }}) }};"
     (out,) = run_code_node(code["Summarise rows for the prompt"], prelude)
-    assert out["json"]["series"] == 2
-    prompt = out["json"]["prompt"]
-    assert "device-1 temperature.value: mean 21.46, min 19.00, max 23.50" in prompt
-    assert "garage ruuvi.humidity: mean 55.00" in prompt
+    result: dict[str, Any] = out["json"]
+    return result
+
+
+def test_the_digest_prompt_is_built_from_an_influxql_answer() -> None:
+    answer = {
+        "results": [
+            {
+                "statement_id": 0,
+                "series": [
+                    {
+                        "name": "temperature",
+                        "tags": {"device": "device-1"},
+                        "columns": ["time", "mean_value", "min_value", "max_value"],
+                        "values": [[0, 21.456, 19, 23.5]],
+                    },
+                    {
+                        "name": "telemetry",
+                        "tags": {"device": "edge-1"},
+                        "columns": ["time", "mean_temp", "min_temp", "max_temp", "min_light"],
+                        "values": [[0, 30, 29, 31, False]],
+                    },
+                ],
+            }
+        ]
+    }
+    out = digest_prompt(answer)
+    assert out["series"] == 2
+    assert "device-1 temperature.value: mean 21.46, min 19.00, max 23.50" in out["prompt"]
+    assert "edge-1 telemetry.temp: mean 30.00, min 29.00, max 31.00" in out["prompt"]
+    assert "light" not in out["prompt"]  # not numeric: no mean, not summarised
+
+
+def test_the_digest_queries_influxql_on_the_sensor_bucket() -> None:
+    workflow = load(COMPOSE / "n8n" / "workflows" / "scheduled-digest.json")
+    (query,) = [n for n in workflow["nodes"] if n["name"] == "Query the last 24 h from InfluxDB"]
+    parameters = {
+        p["name"]: p["value"] for p in query["parameters"]["queryParameters"]["parameters"]
+    }
+    assert query["parameters"]["url"] == "http://influxdb:8086/query"
+    assert parameters["db"] == "={{ $env.INFLUXDB_BUCKET }}"
+    assert parameters["q"].startswith("SELECT ")
 
 
 def test_the_enriched_alert_carries_the_alert_and_the_answer() -> None:
