@@ -17,7 +17,9 @@ from .conftest import COMPOSE, REPO, STACKS, env_file, load_yaml
 
 # ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?err}; $$ is a literal dollar for the container
 VAR = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:[:?-][^}]*)?\}")
-DESIGN_PORTS = {"iot": {1883, 9001, 8086, 3000}, "ai": {11434, 5678, 8283}, "edge": {8080}}
+# the p4n4 design's ports, less InfluxDB's 8086: unpublished, so a host's own InfluxDB (Debian's
+# influxdb package listens on 8086) cannot make the stack fail to bind (issue 13)
+DESIGN_PORTS = {"iot": {1883, 9001, 3000}, "ai": {11434, 5678, 8283}, "edge": {8080}}
 MQTT_PORTS = {1883, 9001}
 ONE_SHOT = {"ollama-pull", "n8n-import"}
 DESIGN_SECRETS = [  # the p4n4 design's secrets table
@@ -56,6 +58,28 @@ def test_every_variable_is_defined_in_env_example(path: Path) -> None:
     )
     assert used, "the pattern found nothing: it is broken"
     assert sorted(used - set(defined)) == []
+
+
+# a variable the stack cannot start without: `${VAR:?...}`, so compose refuses to start (and
+# says what to run) before setup_secrets.py wrote .env, instead of passing an empty secret on
+GUARDED = re.compile(r"\$\{([A-Z][A-Z0-9_]*):\?([^}]*)\}")
+DEFAULTED = re.compile(r"\$\{([A-Z][A-Z0-9_]*):?-[^}]*\}")
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_compose_refuses_to_start_before_the_secrets_exist(stack: str) -> None:
+    text = STACKS[stack].read_text()
+    references = VAR.findall(text)
+    guarded = {name for name, _ in GUARDED.findall(text)}
+    defaulted = set(DEFAULTED.findall(text))
+    assert set(references) == guarded | defaulted  # none may silently become ""
+    for name, message in GUARDED.findall(text):
+        assert "setup_secrets.py" in message, name
+    example = env_file(COMPOSE / ".env.example")
+    secrets = {name for name, value in example.items() if value == "change-me"}
+    assert secrets & set(references) <= guarded
+    if stack == "iot":
+        assert {"MQTT_INGESTD_PASSWORD", "INFLUXDB_ADMIN_TOKEN"} <= guarded
 
 
 def test_env_example_has_a_placeholder_for_every_design_secret() -> None:
@@ -110,14 +134,17 @@ def test_ingestd_starts_after_mosquitto_and_influxdb_are_healthy() -> None:
 @pytest.mark.parametrize("stack", STACKS)
 def test_ports_follow_the_design_and_only_mqtt_ignores_bind_ip(stack: str) -> None:
     published = set()
+    pattern = re.compile(r"(\$\{BIND_IP:-[\d.]+\}:)?\$\{[A-Z0-9_]+_HOST_PORT:-(\d+)\}:(\d+)")
     for service in services(stack).values():
         for port in service.get("ports", []):
-            host, _, container = port.rpartition(":")
-            published.add(int(container))
-            if int(container) in MQTT_PORTS:
-                assert host == container
-            else:
-                assert host.startswith("${BIND_IP"), port
+            # the host port is a variable whose default is the design's (a host where one is
+            # taken changes it in .env)
+            match = pattern.fullmatch(port)
+            assert match and match.group(2) == match.group(3), port
+            container = int(match.group(3))
+            published.add(container)
+            # MQTT on every interface, for the devices; the rest where BIND_IP says
+            assert (match.group(1) is None) == (container in MQTT_PORTS), port
     assert published == DESIGN_PORTS[stack]
     assert env_file(COMPOSE / "production.env")["BIND_IP"] == "127.0.0.1"
 
@@ -140,7 +167,8 @@ def test_state_lives_in_declared_named_volumes_and_mounts_exist(stack: str) -> N
 def test_iot_stack_owns_the_network_and_the_others_join_it() -> None:
     iot = load_yaml(STACKS["iot"])["networks"]["p4n4-net"]
     assert iot["name"] == "p4n4-net"
-    assert iot["ipam"]["config"] == [{"subnet": "172.20.0.0/16"}]
+    # the design's subnet, overridable where it collides with a network the host has
+    assert iot["ipam"]["config"] == [{"subnet": "${P4N4_SUBNET:-172.20.0.0/16}"}]
     for stack in ("ai", "edge"):
         assert load_yaml(STACKS[stack])["networks"]["p4n4-net"] == {
             "external": True,
