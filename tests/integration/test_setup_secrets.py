@@ -52,10 +52,32 @@ def test_secrets_are_random_kept_rotated_and_the_passwd_works_in_mosquitto(tmp_p
     assert env_values(env) == first  # never overwritten without --rotate
     report = setup.setup(example, env, passwd, rotate=True)
     rotated = env_values(env)
-    assert all(rotated[k] != first[k] for k in placeholders)
+    # issue 13: --rotate alone used to change every secret, and three services then broke (n8n
+    # refuses another encryption key, InfluxDB and Grafana apply theirs at first start only)
+    held = set(setup.INIT_ONLY) | set(setup.NEVER_HERE)
+    assert held <= set(placeholders)
+    assert all(rotated[k] != first[k] for k in placeholders if k not in held)
+    assert all(rotated[k] == first[k] for k in held)
+    for name in held:
+        (line,) = [line for line in report if line.startswith(f"{name}: kept: ")]
+        assert "docker" in line  # what rotating it takes
     assert not any(
         rotated[k] in line for k in placeholders for line in report
     )  # nothing secret printed
+    # named, an init-only secret rotates, with what to do next; the token never does here
+    report = setup.setup(
+        example, env, passwd, rotate={"GF_SECURITY_ADMIN_PASSWORD", "INFLUXDB_ADMIN_TOKEN"}
+    )
+    named = env_values(env)
+    assert named["GF_SECURITY_ADMIN_PASSWORD"] != rotated["GF_SECURITY_ADMIN_PASSWORD"]
+    assert named["INFLUXDB_ADMIN_TOKEN"] == first["INFLUXDB_ADMIN_TOKEN"]
+    assert any("reset-admin-password" in line for line in report)
+    assert all(named[k] == rotated[k] for k in placeholders if k != "GF_SECURITY_ADMIN_PASSWORD")
+    # passwords n8n's owner form takes: a digit, a capital and a small letter
+    for name in placeholders:
+        if name.endswith("_PASSWORD"):
+            value = named[name]
+            assert any(c.isdigit() for c in value) and any(c.isupper() for c in value), name
 
     broker, port, _ = start_shipped_broker(tmp_path, passwd)
     try:
