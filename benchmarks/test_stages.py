@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from ingestd.buffer import MemoryBuffer
-from ingestd.config import parse_settings
+from ingestd.config import ReportSettings, parse_settings
 from ingestd.decode import parse_json
 from ingestd.devtools.workload import ROUTES, TOPICS, workload
 from ingestd.encode import LineEncoder, to_line
@@ -164,6 +164,29 @@ def test_stage_costs() -> None:
 
     pipeline = Pipeline(routes, MemoryBuffer(10**9), Telemetry(), lambda _d: None, SETTINGS.limits)
     results["pipeline.handle: mixed, 5% bad"] = us_per_call(handle_all(pipeline, messages), COUNT)
+
+    # report by exception on the p4n4 route (issue 14): what a deadband rule costs a message;
+    # routes without one pay only the check that they have none (the "value" figure above)
+    with_rule = SETTINGS.model_copy(
+        update={
+            "routes": [
+                SETTINGS.routes[0].model_copy(
+                    update={"report": ReportSettings(deadband=0.5, heartbeat_s=300)}
+                ),
+                *SETTINGS.routes[1:],
+            ]
+        }
+    )
+    values_only = [
+        RawMessage(m.topic, m.payload, 1) for m in workload(COUNT, 0.05) if m.kind == "value"
+    ]
+    pipeline = Pipeline(
+        compile_routes(with_rule), MemoryBuffer(10**9), Telemetry(), lambda _d: None,
+        SETTINGS.limits,
+    )  # fmt: skip
+    results["pipeline.handle: value, deadband rule"] = us_per_call(
+        handle_all(pipeline, values_only), len(values_only)
+    )
 
     results.update(_format_costs())
 

@@ -304,11 +304,13 @@ def _check(args: argparse.Namespace, settings: Settings, unset: dict[str, str]) 
     messages = _messages_to_check(args)
     if messages:
         results = check_messages(settings, messages)
-        for (topic, _payload), (lines, reason) in zip(messages, results, strict=True):
+        for (topic, _payload), (lines, reason, suppressed) in zip(messages, results, strict=True):
             if len(messages) > 1:
                 print(f"# {topic}")
             if reason is not None:
                 print(f"dead-letter: {reason}")
+            elif suppressed is not None:
+                print(f"suppressed (report by exception): {', '.join(suppressed)}")
             elif lines is None:
                 print(
                     "ignored: not a reading (its route or format skips this topic, "
@@ -316,7 +318,7 @@ def _check(args: argparse.Namespace, settings: Settings, unset: dict[str, str]) 
                 )
             else:
                 print("\n".join(lines))
-        failed = any(reason is not None for _lines, reason in results)
+        failed = any(checked.reason is not None for checked in results)
         return EXIT_CHECK_FAILED if failed else EXIT_OK
     if not args.no_secrets:
         settings.check_secrets()

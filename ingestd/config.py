@@ -277,6 +277,32 @@ class ShutdownSettings(_Section):
     drain_timeout_s: PositiveFloat = 10.0
 
 
+class FieldBand(_Section):
+    deadband: float = Field(0.0, ge=0)
+    deadband_percent: float = Field(0.0, ge=0)
+
+
+class ReportSettings(_Section):
+    """Report by exception (ingestd/report.py): which of a route's readings are written."""
+
+    # a numeric field must move more than this since the last point written of its series...
+    deadband: float = Field(0.0, ge=0)
+    # ...or more than this percentage of that value; text and booleans: any change
+    deadband_percent: float = Field(0.0, ge=0)
+    # per field, overriding the two above: { power = { deadband = 5 } }
+    fields: dict[str, FieldBand] = Field(default_factory=dict)
+    # write a point at least this often per series anyway (0: never forced), so a flat line shows
+    heartbeat_s: float = Field(0.0, ge=0)
+    # the same fields again within this window: written once (Zigbee2MQTT repeats itself)
+    dedup_window_s: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _does_something(self) -> ReportSettings:
+        if not (self.deadband or self.deadband_percent or self.fields or self.dedup_window_s):
+            raise ValueError("set deadband, deadband_percent, fields or dedup_window_s")
+        return self
+
+
 class RouteSettings(_Section):
     # default: the format's own topics (an ecosystem format; required for the others)
     topic: str | None = None
@@ -297,6 +323,8 @@ class RouteSettings(_Section):
     timezone: str = "UTC"
     units: dict[str, str] = Field(default_factory=dict)
     types: dict[str, FieldType] = Field(default_factory=dict)
+    # Report by exception: write a reading only when it changed (see ReportSettings)
+    report: ReportSettings | None = None
     # The topic level that is the publisher's authenticated identity: the level a broker ACL
     # pattern fixes to the account name (mosquitto: `pattern write sensors/%u/+`). Default
     # {device} when the topic has one. Series budgets count per identity

@@ -52,6 +52,15 @@ class MessageRejected(IngestdError):
         self.detail = detail
 
 
+class Suppressed(IngestdError):
+    """Every point of a message was left out by its route's report-by-exception rule: nothing
+    wrong, nothing to write; the message is settled as stored. Raised by the pipeline."""
+
+    def __init__(self, reasons: list[str]) -> None:
+        super().__init__(", ".join(reasons))
+        self.reasons = reasons
+
+
 class SinkError(IngestdError):
     """A write to the database failed."""
 

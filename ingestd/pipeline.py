@@ -13,11 +13,12 @@ from dataclasses import replace
 from ingestd.buffer import BufferClosed, MemoryBuffer
 from ingestd.config import LimitSettings
 from ingestd.encode import LineEncoder
-from ingestd.errors import DropReason, MessageRejected
+from ingestd.errors import DropReason, MessageRejected, Suppressed
 from ingestd.fieldtypes import FieldTypes
 from ingestd.formats import FormatState
 from ingestd.logs import get_logger
 from ingestd.records import DeadLetter, Point, RawMessage
+from ingestd.report import ReportByException
 from ingestd.routes import Route, RouteTable
 from ingestd.telemetry import Telemetry
 from ingestd.transform import SeriesGuard, sample_points, to_points
@@ -49,6 +50,9 @@ class Pipeline:
         self.encoder = LineEncoder(max_key_bytes=limits.max_key_bytes)
         self.limits = limits
         self.series = SeriesGuard(limits.max_series_per_route, limits.max_series_per_device)
+        # the last point written of each series of a route with a report rule (saved at
+        # shutdown, when everything it remembers is stored)
+        self.report = ReportByException()
         # what the formats remember between messages (Sparkplug's alias maps), one per format
         self.format_states: dict[str, FormatState] = {}
         for route in routes.routes:
@@ -92,7 +96,20 @@ class Pipeline:
             return None
         for point in points:
             self.series.admit(route, point, segments)
+        if route.report is not None:
+            points = self._reported(route, points)
         return points, route if time_missing else None
+
+    def _reported(self, route: Route, points: list[Point]) -> list[Point]:
+        """The points `route`'s report-by-exception rule keeps; the others counted. Suppressed
+        when it keeps none: the message is settled as stored."""
+        assert route.report is not None
+        kept, reasons = self.report.keep(route.report, points)
+        if reasons:
+            self.telemetry.points_suppressed(route.template.text, reasons)
+            if not kept:
+                raise Suppressed(reasons)
+        return kept
 
     def route_points(
         self, route: Route, segments: dict[str, str], message: RawMessage
@@ -156,6 +173,9 @@ class Pipeline:
             if found is not None:  # encoded here, not through to_lines: one call less a message
                 to_line = self.encoder.to_line
                 lines = [to_line(point) for point in found[0]]
+        except Suppressed:  # report by exception: nothing to write, nothing wrong
+            self.settled(message)
+            return
         except MessageRejected as exc:
             if exc.reason == DropReason.CARDINALITY_LIMIT:
                 self.telemetry.cardinality_limit_reached(message.topic, exc.detail)

@@ -18,6 +18,7 @@ from ingestd.config import FieldType, RouteSettings, Settings
 from ingestd.decode import ValueEnvelope, envelope_adapter
 from ingestd.errors import ConfigError
 from ingestd.formats import FORMATS, Format
+from ingestd.report import ReportRule
 from ingestd.topics import CACHED_TOPIC_MAX_BYTES, filters_overlap
 from ingestd.units import Conversion, parse_conversion
 
@@ -115,6 +116,8 @@ class Route:
     request_rebirth: bool = False  # may publish what its format asks (Sparkplug rebirths)
     # the segment naming the publisher (RouteSettings.identity): series budgets count per value
     identity: str | None = None
+    # report by exception (RouteSettings.report): None writes every reading
+    report: ReportRule | None = None
 
     def measurement_for(self, segments: dict[str, str]) -> str:
         if self.measurement_is_static:
@@ -191,6 +194,7 @@ def _compile_template(index: int, route: RouteSettings, codec: Format | None, to
         codec=codec,
         request_rebirth=route.request_rebirth,
         identity=identity,
+        report=ReportRule(route.report) if route.report is not None else None,
         index=index,
         template=template,
         format=route.format,

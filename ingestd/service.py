@@ -26,14 +26,20 @@ import gc
 import signal
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, NamedTuple
 
 from prometheus_client import CollectorRegistry
 
 from ingestd.buffer import MemoryBuffer
 from ingestd.config import InfluxSettings, Settings
 from ingestd.deadletter import DeadLetterFile
-from ingestd.errors import DropReason, IngestdError, MessageRejected, RetryableSinkError
+from ingestd.errors import (
+    DropReason,
+    IngestdError,
+    MessageRejected,
+    RetryableSinkError,
+    Suppressed,
+)
 from ingestd.flush import Flusher
 from ingestd.http import HttpEndpoints
 from ingestd.logs import get_logger
@@ -44,7 +50,7 @@ from ingestd.selfmetrics import SelfMetrics
 from ingestd.sink import InfluxSink, Sink
 from ingestd.source import MqttSource, SourceFactory, SourceHooks
 from ingestd.spool import DiskSpool
-from ingestd.statefiles import FIELD_TYPES, StateFiles
+from ingestd.statefiles import FIELD_TYPES, REPORTED, StateFiles
 from ingestd.telemetry import Telemetry
 
 
@@ -289,14 +295,22 @@ class Service:
                 await asyncio.wait({ingest})
         await _cancel(ingest)
         # 5. close the sink and the rest; keep what was learned
-        if self.pipeline.field_types.changed:
-            self.state_files.save(FIELD_TYPES, self.pipeline.field_types)
+        self._save_learned(everything_stored=not unwritten)
         await self.sink.close()
         await _cancel(*self.tasks.values())
         await self.self_metrics.sink.close()
         self._close_files()
         await self.http.stop()
         self._log_summary(time.monotonic() - started_at, unwritten, left_with_broker)
+
+    def _save_learned(self, everything_stored: bool) -> None:
+        """At shutdown: the field types, and what report by exception remembers, but that only
+        when all of it is stored: a point that was not (dead-lettered at shutdown) must not
+        become the reference a later reading is measured against."""
+        if self.pipeline.field_types.changed:
+            self.state_files.save(FIELD_TYPES, self.pipeline.field_types)
+        if self.pipeline.report.changed and everything_stored:
+            self.state_files.save(REPORTED, self.pipeline.report)
 
     def _close_files(self) -> None:
         """Flush the dead letters, and release them and the spool for the next ingestd."""
@@ -328,7 +342,9 @@ class Service:
         """What ingestd learned before: the formats' state and the field types, from
         state.path; then the types the database holds, which win over a first sighting."""
         types = self.pipeline.field_types
-        self.state_files.load({**self.pipeline.format_states, FIELD_TYPES: types})
+        self.state_files.load(
+            {**self.pipeline.format_states, FIELD_TYPES: types, REPORTED: self.pipeline.report}
+        )
         try:
             held = await self.sink.field_types()
         except RetryableSinkError as exc:  # down now: conflicts will teach it
@@ -454,7 +470,12 @@ def run_service(settings: Settings, service: Callable[[Settings], Service] = Ser
     return uvloop.run(main())
 
 
-Checked = tuple[list[str] | None, str | None]  # the lines (None: ignored), or the drop reason
+class Checked(NamedTuple):
+    """What `ingestd check` says of one message."""
+
+    lines: list[str] | None  # None: not written (ignored, dead-lettered or suppressed)
+    reason: str | None = None  # why it would be dead-lettered
+    suppressed: list[str] | None = None  # report by exception: why its points are not written
 
 
 def check_messages(settings: Settings, messages: list[tuple[str, bytes]]) -> list[Checked]:
@@ -472,9 +493,11 @@ def check_messages(settings: Settings, messages: list[tuple[str, bytes]]) -> lis
     for topic, payload in messages:
         try:
             encoded = pipeline.to_lines(RawMessage(topic, payload, time.time_ns()))
-            out.append(((None if encoded is None else encoded[0]), None))
+            out.append(Checked(None if encoded is None else encoded[0]))
+        except Suppressed as exc:
+            out.append(Checked(None, suppressed=exc.reasons))
         except MessageRejected as exc:
-            out.append((None, f"{exc.reason}: {exc.detail}"))
+            out.append(Checked(None, f"{exc.reason}: {exc.detail}"))
     return out
 
 

@@ -1,6 +1,7 @@
 """What ingestd remembers across restarts, on disk: one JSON file each under `state.path`:
-`sparkplug_b.json` (the alias maps of the Sparkplug births) and `field_types.json` (each
-field's InfluxDB type).
+`sparkplug_b.json` (the alias maps of the Sparkplug births), `field_types.json` (each
+field's InfluxDB type) and `report_by_exception.json` (the last point written of each series a
+report rule watches, saved at shutdown only: see report.py).
 
 A format's file is rewritten whole whenever a message changed its state, before that message is
 acked (births are rare: one small write per birth, never one per message); the field types at
@@ -22,6 +23,7 @@ from ingestd.logs import get_logger
 from ingestd.privatefiles import open_private
 
 FIELD_TYPES = "field_types"
+REPORTED = "report_by_exception"  # the last point written of each series (report.py)
 
 
 class StateFiles:

@@ -72,6 +72,9 @@ class Telemetry:
         self.write_seconds_sum = 0.0  # with writes_timed: mean write latency per interval
         self.writes_timed = 0
         self.dropped: Counter[str] = Counter()
+        # report by exception: points left out, by (route's topic template, reason); routes come
+        # from the config and reasons from report.SUPPRESSION_REASONS, so the labels are bounded
+        self.suppressed: Counter[tuple[str, str]] = Counter()
         self.batches: Counter[str] = Counter()
         self.mqtt_connected = False
         self.mqtt_reading_paused = False
@@ -102,6 +105,10 @@ class Telemetry:
         self.registry.register(_Counters(self))
 
     # -- per message -------------------------------------------------------------------------
+
+    def points_suppressed(self, route: str, reasons: list[str]) -> None:
+        for reason in reasons:
+            self.suppressed[route, reason] += 1
 
     def message_dropped(self, reason: str, message: RawMessage, detail: str) -> None:
         self.dropped[reason] += 1
@@ -425,6 +432,14 @@ class _Counters(Collector):
         for reason in DropReason:
             dropped.add_metric([reason.value], t.dropped.get(reason.value, 0))
         yield dropped
+        suppressed = CounterMetricFamily(
+            "ingestd_points_suppressed",
+            "Points a route's report-by-exception rule did not write, by route and reason",
+            labels=["route", "reason"],
+        )
+        for (route, why), count in sorted(t.suppressed.items()):
+            suppressed.add_metric([route, why], count)
+        yield suppressed
         batches = CounterMetricFamily(
             "ingestd_write_batches", "Write batches by outcome", labels=["outcome"]
         )

@@ -142,7 +142,7 @@ DROPS = [
 
 @pytest.mark.parametrize(("topic", "payload", "expected"), CASES)
 def test_message_becomes_exact_line(topic: str, payload: str, expected: str | None) -> None:
-    lines, reason = check_message(CONFIG, topic, payload.encode())
+    lines, reason, _ = check_message(CONFIG, topic, payload.encode())
     assert reason is None
     if expected is None:
         assert lines is None
@@ -159,6 +159,6 @@ def test_message_becomes_exact_line(topic: str, payload: str, expected: str | No
 @pytest.mark.parametrize(("topic", "payload", "reason"), DROPS)
 def test_bad_message_is_dropped_with_reason(topic: str, payload: str, reason: str) -> None:
     # surrogateescape: "\udcff" in a case is the byte 0xff, a payload that is not UTF-8
-    lines, got = check_message(CONFIG, topic, payload.encode("utf-8", "surrogateescape"))
+    lines, got, _ = check_message(CONFIG, topic, payload.encode("utf-8", "surrogateescape"))
     assert lines is None
     assert got is not None and got.split(":")[0] == reason

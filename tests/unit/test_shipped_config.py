@@ -117,7 +117,7 @@ def test_every_shipped_route_tags_the_device_the_dashboards_filter_on(
     settings = load_settings(SHIPPED)
     formats = set()
     for message in Fleet(8, "mixed", dropout_share=0).take(8, 1_763_900_000_000):
-        lines, reason = check_message(settings, message.topic.decode(), message.payload)
+        lines, reason, _ = check_message(settings, message.topic.decode(), message.payload)
         assert reason is None and lines, message
         assert all(",device=" in line.split(" ")[0] for line in lines), lines
         formats.add(message.format)

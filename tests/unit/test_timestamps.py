@@ -86,7 +86,7 @@ def test_hostile_timestamps_cost_bounded_cpu() -> None:
         "s = parse_settings({'influx': {'api': 'v1', 'database': 'd'}})\n"
         "payloads = [line.encode() for line in sys.stdin.read().split('\\n')]\n"
         "out = check_messages(s, [('sensors/d/t', p) for p in payloads])\n"
-        "print([reason.split(':')[0] for _lines, reason in out])\n"
+        "print([checked.reason.split(':')[0] for checked in out])\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", script],
