@@ -261,6 +261,17 @@ class SelfMetricsSettings(_Section):
         return influx.model_copy(update={key: self.database})
 
 
+class EventsSettings(_Section):
+    """Device events (ingestd/events.py), published at QoS 1 through a bounded outbox."""
+
+    # a device's first sighting publishes ingestd/events/device_new (the broker's ACL must let
+    # ingestd write ingestd/events/#: mosquitto/acl does)
+    enabled: bool = False
+    max_pending: int = Field(10_000, ge=1)  # events waiting for the broker; past it, the oldest go
+    retry_min_s: PositiveFloat = 0.5
+    retry_max_s: PositiveFloat = 30.0
+
+
 class StateSettings(_Section):
     """What ingestd remembers across restarts besides the spool: the Sparkplug B alias maps
     (one JSON file per format with memory)."""
@@ -351,6 +362,7 @@ class Settings(_Section):
     shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
     spool: SpoolSettings = Field(default_factory=SpoolSettings)
     state: StateSettings = Field(default_factory=StateSettings)
+    events: EventsSettings = Field(default_factory=EventsSettings)
     self_metrics: SelfMetricsSettings = Field(default_factory=SelfMetricsSettings)
     routes: list[RouteSettings] = Field(default_factory=lambda: list(DEFAULT_ROUTES))
 

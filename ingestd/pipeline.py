@@ -14,6 +14,7 @@ from ingestd.buffer import BufferClosed, MemoryBuffer
 from ingestd.config import LimitSettings
 from ingestd.encode import LineEncoder
 from ingestd.errors import DropReason, MessageRejected, Suppressed
+from ingestd.events import DeviceRegistry
 from ingestd.fieldtypes import FieldTypes
 from ingestd.formats import FormatState
 from ingestd.logs import get_logger
@@ -37,6 +38,7 @@ class Pipeline:
         skip_retained: bool = False,
         save_state: Callable[[str, FormatState], None] | None = None,
         publish: Callable[[str, bytes], object] | None = None,
+        devices: DeviceRegistry | None = None,
     ) -> None:
         self.routes = routes
         self.buffer = buffer
@@ -64,6 +66,8 @@ class Pipeline:
         self.save_state = save_state
         # what a format asks to publish (a Sparkplug rebirth request), where its route allows
         self.publish = publish
+        # device events (events.enabled): told of each identity's first series
+        self.devices = devices
 
     def to_points(self, message: RawMessage) -> tuple[list[Point], Route | None] | None:
         """The points this message becomes, and its route if the payload lacked the route's
@@ -95,7 +99,9 @@ class Pipeline:
         if not points:  # the payload held no reading (nan, unavailable, null, ...)
             return None
         for point in points:
-            self.series.admit(route, point, segments)
+            new_identity = self.series.admit(route, point, segments)
+            if new_identity is not None and self.devices is not None:
+                self.devices.seen(route.template.text, new_identity, point)
         if route.report is not None:
             points = self._reported(route, points)
         return points, route if time_missing else None

@@ -40,9 +40,12 @@ from ingestd.errors import (
     RetryableSinkError,
     Suppressed,
 )
+from ingestd.events import DeviceRegistry
 from ingestd.flush import Flusher
+from ingestd.formats import Remembered
 from ingestd.http import HttpEndpoints
 from ingestd.logs import get_logger
+from ingestd.outbox import Outbox
 from ingestd.pipeline import Pipeline
 from ingestd.records import RawMessage
 from ingestd.routes import compile_routes, subscriptions
@@ -50,7 +53,7 @@ from ingestd.selfmetrics import SelfMetrics
 from ingestd.sink import InfluxSink, Sink
 from ingestd.source import MqttSource, SourceFactory, SourceHooks
 from ingestd.spool import DiskSpool
-from ingestd.statefiles import FIELD_TYPES, REPORTED, StateFiles
+from ingestd.statefiles import DEVICES, FIELD_TYPES, REPORTED, StateFiles
 from ingestd.telemetry import Telemetry
 
 
@@ -104,7 +107,13 @@ class Service:
             keep_payload_bytes=settings.limits.max_payload_bytes,
         )
         self.state_files = StateFiles(settings.state.path)
-        self._field_types_changed = asyncio.Event()
+        self._field_types_changed = asyncio.Event()  # or the device registry: save soon
+        # events and alerts that must reach the broker, published by the "outbox" task
+        self.outbox = Outbox(settings.events.max_pending)
+        self.devices: DeviceRegistry | None = None
+        if settings.events.enabled:
+            self.devices = DeviceRegistry(self.outbox)
+            self.devices.on_change = self._field_types_changed.set
         self.pipeline = Pipeline(
             routes,
             self.buffer,
@@ -117,6 +126,7 @@ class Service:
             skip_retained=settings.mqtt.retained == "skip" and settings.mqtt.protocol != "5",
             save_state=self.state_files.save,
             publish=self._publish_for_format,
+            devices=self.devices,
         )
         self.sink = sink(settings.influx)
         hooks = SourceHooks(
@@ -269,13 +279,7 @@ class Service:
         started_at = time.monotonic()
         ingest = self._start("ingest", self.source.run())
         flush = self._start("flush", self.flusher.run())
-        if self.spool is not None:
-            self._start("spool-replay", self.flusher.replay_forever())
-        self._start("deadletter-flush", self.dead_letters.flush_every(1.0))
-        if s.self_metrics.interval_s > 0:
-            self._start("self-metrics", self.self_metrics.run())
-        self._start("ack-watchdog", self._watch_acks())
-        self._start("field-types-save", self._save_field_types())
+        self._start_the_rest()
         self.started.set()
         await self._stopping.wait()
         # 1. stop reading (still connected, so what is drained can be acked)
@@ -303,12 +307,33 @@ class Service:
         await self.http.stop()
         self._log_summary(time.monotonic() - started_at, unwritten, left_with_broker)
 
+    def _start_the_rest(self) -> None:
+        """Every task but ingest and flush, each supervised: the spool replay, the dead-letter
+        flusher, self-metrics, the ack watchdog, the state saver and the outbox."""
+        s = self.settings
+        if self.spool is not None:
+            self._start("spool-replay", self.flusher.replay_forever())
+        self._start("deadletter-flush", self.dead_letters.flush_every(1.0))
+        if s.self_metrics.interval_s > 0:
+            self._start("self-metrics", self.self_metrics.run())
+        self._start("ack-watchdog", self._watch_acks())
+        self._start("state-save", self._save_learned_state())
+        if self.devices is not None:
+            ev = s.events
+            self._start(
+                "outbox", self.outbox.run(self.source.publish, ev.retry_min_s, ev.retry_max_s)
+            )
+            o = self.outbox
+            self.telemetry.outbox_gauge = lambda: (o.published, o.failures, o.dropped, o.pending)
+
     def _save_learned(self, everything_stored: bool) -> None:
         """At shutdown: the field types, and what report by exception remembers, but that only
         when all of it is stored: a point that was not (dead-lettered at shutdown) must not
         become the reference a later reading is measured against."""
         if self.pipeline.field_types.changed:
             self.state_files.save(FIELD_TYPES, self.pipeline.field_types)
+        if self.devices is not None and self.devices.changed:
+            self.state_files.save(DEVICES, self.devices)
         if self.pipeline.report.changed and everything_stored:
             self.state_files.save(REPORTED, self.pipeline.report)
 
@@ -342,9 +367,12 @@ class Service:
         """What ingestd learned before: the formats' state and the field types, from
         state.path; then the types the database holds, which win over a first sighting."""
         types = self.pipeline.field_types
-        self.state_files.load(
-            {**self.pipeline.format_states, FIELD_TYPES: types, REPORTED: self.pipeline.report}
-        )
+        remembered: dict[str, Remembered] = {
+            **self.pipeline.format_states, FIELD_TYPES: types, REPORTED: self.pipeline.report
+        }  # fmt: skip
+        if self.devices is not None:
+            remembered[DEVICES] = self.devices
+        self.state_files.load(remembered)
         try:
             held = await self.sink.field_types()
         except RetryableSinkError as exc:  # down now: conflicts will teach it
@@ -372,17 +400,21 @@ class Service:
             )
         types.on_change = self._field_types_changed.set
 
-    async def _save_field_types(self) -> None:
-        """At most one save a second, however fast fields appear: a type learned and not yet
-        saved when the power goes is learned again from the database."""
-        types = self.pipeline.field_types
+    async def _save_learned_state(self) -> None:
+        """At most one save a second, however fast fields and devices appear: a type learned
+        and not yet saved when the power goes is learned again from the database, and a device
+        announced and not yet saved is announced again (at least once)."""
+        types, devices = self.pipeline.field_types, self.devices
         while True:
             await self._field_types_changed.wait()
             await asyncio.sleep(1.0)
             self._field_types_changed.clear()
-            self.state_files.save(FIELD_TYPES, types)
-            if types.changed:  # the save failed (logged): try again in a second
-                self._field_types_changed.set()
+            if types.changed:
+                self.state_files.save(FIELD_TYPES, types)
+            if devices is not None and devices.changed:
+                self.state_files.save(DEVICES, devices)
+            if types.changed or (devices is not None and devices.changed):
+                self._field_types_changed.set()  # a save failed (logged): again in a second
 
     def _settle_leftovers(self) -> tuple[int, int]:
         """Shutdown step 4: what is left goes to the spool if there is one; else unacked QoS 1

@@ -78,6 +78,10 @@ class Source(Protocol):
 
     def publish_nowait(self, topic: str, payload: bytes) -> bool: ...
 
+    async def publish(self, topic: str, payload: bytes) -> None:
+        """QoS 1 until the broker acked it; MqttConnectionError if not (the caller retries)."""
+        ...
+
 
 SourceFactory = Callable[[MqttSettings, SourceHooks, Telemetry], Source]
 
@@ -282,3 +286,12 @@ class MqttSource:
     def publish_nowait(self, topic: str, payload: bytes) -> bool:
         """Best effort, QoS 0 (dead-letter notifications); not sent while disconnected."""
         return self._client is not None and self._client.publish_nowait(topic, payload)
+
+    async def publish(self, topic: str, payload: bytes) -> None:
+        """QoS 1, not retained, on the current connection, until the broker acked it (events
+        and alerts, through the outbox, which retries): MqttConnectionError while
+        disconnected."""
+        client = self._client
+        if client is None or not self.telemetry.mqtt_connected:
+            raise MqttConnectionError("not connected")
+        await client.publish(topic, payload)

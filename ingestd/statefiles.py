@@ -24,6 +24,7 @@ from ingestd.privatefiles import open_private
 
 FIELD_TYPES = "field_types"
 REPORTED = "report_by_exception"  # the last point written of each series (report.py)
+DEVICES = "devices"  # the devices each route announced (events.py)
 
 
 class StateFiles:

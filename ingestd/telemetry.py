@@ -68,6 +68,9 @@ class Telemetry:
         self.spool_write_errors = 0
         # (bytes held, records replayed, corrupt records skipped), read at scrape time
         self.spool_gauge = spool_gauge
+        # the outbox of events and alerts (published, publish failures, dropped, pending), read
+        # at scrape time; the service sets it when events are on
+        self.outbox_gauge: Callable[[], tuple[int, int, int, int]] = lambda: (0, 0, 0, 0)
         self.points_written = 0
         self.write_seconds_sum = 0.0  # with writes_timed: mean write latency per interval
         self.writes_timed = 0
@@ -320,6 +323,30 @@ STATS: tuple[Stat, ...] = (
         "Dead letters that could not be stored",
         "counter",
         lambda t: t.deadletter_write_errors,
+    ),
+    Stat(
+        "events_published",
+        "Events and alerts the broker acked (QoS 1, through the outbox)",
+        "counter",
+        lambda t: t.outbox_gauge()[0],
+    ),
+    Stat(
+        "events_publish_failures",
+        "Attempts to publish an event or alert that failed (each is retried)",
+        "counter",
+        lambda t: t.outbox_gauge()[1],
+    ),
+    Stat(
+        "events_dropped",
+        "Events and alerts dropped from a full outbox (events.max_pending)",
+        "counter",
+        lambda t: t.outbox_gauge()[2],
+    ),
+    Stat(
+        "events_pending",
+        "Events and alerts waiting to be published",
+        "gauge",
+        lambda t: t.outbox_gauge()[3],
     ),
     Stat("spool_bytes", "Bytes waiting in the disk spool", "gauge", lambda t: t.spool_gauge()[0]),
     Stat("points_spooled", "Lines stored in the disk spool", "counter", lambda t: t.points_spooled),

@@ -93,15 +93,19 @@ class SeriesGuard:
         self._seen: dict[int, set[int]] = {}
         self._per_identity: dict[int, dict[str, int]] = {}
 
-    def admit(self, route: Route, point: Point, segments: dict[str, str] | None = None) -> None:
+    def admit(
+        self, route: Route, point: Point, segments: dict[str, str] | None = None
+    ) -> str | None:
         """Count `point`'s series against its route's budget and, where the route names an
         identity level, against the budget of that level's value in `segments` (the topic's
-        named levels); MessageRejected past either."""
+        named levels); MessageRejected past either. Returns the identity when this is its
+        first series on the route in this process (a device seen for the first time, or
+        again after a restart), else None."""
         seen = self._seen.setdefault(route.index, set())
         # a route builds a series' tags in the same order every time: no need to sort
         series = hash((point.measurement, point.tags))
         if series in seen:
-            return
+            return None
         if len(seen) >= self.max_series:
             raise MessageRejected(
                 DropReason.CARDINALITY_LIMIT,
@@ -109,6 +113,7 @@ class SeriesGuard:
                 f"{self.max_series} series",
             )
         identity = segments.get(route.identity) if segments and route.identity else None
+        held = 0
         if identity is not None:
             counts = self._per_identity.setdefault(route.index, {})
             held = counts.get(identity, 0)
@@ -120,6 +125,7 @@ class SeriesGuard:
                 )
             counts[identity] = held + 1
         seen.add(series)
+        return identity if identity is not None and not held else None
 
 
 def _measurement(route: Route, segments: dict[str, str]) -> str:

@@ -116,3 +116,6 @@ class FakeSource:
     def publish_nowait(self, topic: str, payload: bytes) -> bool:
         self.published.append((topic, payload))
         return True
+
+    async def publish(self, topic: str, payload: bytes) -> None:
+        self.published.append((topic, payload))

@@ -53,6 +53,9 @@ class MqttClient(Protocol):
     def publish_nowait(self, topic: str, payload: bytes) -> bool:
         """QoS 0, best effort; False if it was not sent."""
 
+    async def publish(self, topic: str, payload: bytes, timeout_s: float = 10) -> None:
+        """QoS 1, not retained, until the broker acked it; MqttConnectionError otherwise."""
+
 
 def new_client(
     settings: MqttSettings,

@@ -33,6 +33,7 @@ from ingestd.mqtt.packets import (
     CONNACK,
     DISCONNECT,
     MAXIMUM_PACKET_SIZE,
+    PUBACK,
     PUBLISH,
     PUBREL,
     SERVER_KEEP_ALIVE,
@@ -326,7 +327,7 @@ class NativeMqttClient(asyncio.Protocol):
     def _control(self, kind: int, body: bytes, acks: list[bytes]) -> None:
         if kind == PUBREL:
             acks.append(b"\x70\x02" + body[:2])  # PUBCOMP: QoS 2's last step
-        elif kind in (CONNACK, SUBACK):
+        elif kind in (CONNACK, SUBACK, PUBACK):
             key = (kind, 0 if kind == CONNACK else int.from_bytes(body[:2], "big"))
             waiter = self._waiting.pop(key, None)
             if waiter is not None and not waiter.done():
@@ -380,6 +381,29 @@ class NativeMqttClient(asyncio.Protocol):
             return False
         self._send(packet)
         return True
+
+    async def publish(self, topic: str, payload: bytes, timeout_s: float = 10) -> None:
+        """QoS 1, not retained; returns once the broker acked it (PUBACK). MqttConnectionError
+        if it cannot be sent (larger than the broker takes, not connected), is refused (an
+        MQTT 5 failure reason code) or is not acked in time: the caller keeps it and retries."""
+        packet_id = self._packet_id()
+        body = string_field(topic.encode()) + packet_id.to_bytes(2, "big")
+        packet = encode_packet(0x32, body + (b"\x00" if self.v5 else b"") + payload)
+        if self.max_packet_bytes is not None and len(packet) > self.max_packet_bytes:
+            raise MqttConnectionError(f"{len(packet)} bytes > the broker's Maximum Packet Size")
+        if self.transport is None or self.transport.is_closing():
+            raise MqttConnectionError("not connected")
+        acked = self._expect(PUBACK, packet_id)
+        self._send(packet)
+        try:
+            async with asyncio.timeout(timeout_s):
+                answer = await acked
+        except TimeoutError as exc:
+            raise MqttConnectionError(f"no PUBACK within {timeout_s} s") from exc
+        finally:
+            self._waiting.pop((PUBACK, packet_id), None)
+        if self.v5 and len(answer) > 2 and answer[2] >= 0x80:
+            raise MqttConnectionError(f"refused: {reason_words(answer[2], v5=True)}")
 
     def publish_qos1_nowait(self, topic: str, payload: bytes) -> None:
         """QoS 1 without waiting for or tracking its PUBACK (which is ignored): the load of

@@ -195,6 +195,15 @@ class _PausableClient(aiomqtt.Client):
         info = self._client.publish(topic, payload, qos=0)
         return info.rc == paho.MQTT_ERR_SUCCESS
 
+    async def publish(  # type: ignore[override]
+        self, topic: str, payload: bytes, timeout_s: float = 10
+    ) -> None:
+        """QoS 1, not retained; returns once the broker acked it (see NativeMqttClient)."""
+        try:
+            await super().publish(topic, payload, qos=1, timeout=timeout_s)
+        except aiomqtt.MqttError as exc:
+            raise MqttConnectionError(str(exc)) from exc
+
     def ack_many(self, acks: list[tuple[int, int]]) -> None:
         for mid, qos in acks:
             self._client.ack(mid, qos)

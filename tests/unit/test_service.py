@@ -36,6 +36,7 @@ def settings_in(tmp_path: Path) -> Settings:
             "state": {"path": str(tmp_path / "state")},
             "spool": {"path": str(tmp_path / "spool"), "fsync": False},
             "self_metrics": {"interval_s": 0.01},
+            "events": {"enabled": True},
             "http": {"enabled": False},
             "routes": [{"topic": "sensors/{device}/{measurement}"}],
         }
@@ -85,7 +86,8 @@ TASKS: dict[str, Callable[[Service], tuple[object, str]]] = {
     "deadletter-flush": lambda s: (s.dead_letters, "flush_every"),
     "self-metrics": lambda s: (s.self_metrics, "run"),
     "ack-watchdog": lambda s: (s, "_watch_acks"),
-    "field-types-save": lambda s: (s, "_save_field_types"),
+    "state-save": lambda s: (s, "_save_learned_state"),
+    "outbox": lambda s: (s.outbox, "run"),
 }
 
 
