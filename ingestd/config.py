@@ -272,6 +272,28 @@ class EventsSettings(_Section):
     retry_max_s: PositiveFloat = 30.0
 
 
+class AlertSettings(_Section):
+    """One alert rule (ingestd/alerts.py): one field of one measurement, per series."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$")  # in the topic: alerts/raw/<device>/<name>
+    measurement: str = Field(min_length=1)
+    field: str = "value"
+    above: float | None = None  # open when the value goes above this...
+    below: float | None = None  # ...or below this (both: outside a range)
+    # ...and close only once it is back past the threshold by this much
+    hysteresis: float = Field(0.0, ge=0)
+    silent_s: float = Field(0.0, ge=0)  # open when a series sends nothing for this long
+    min_interval_s: float = Field(0.0, ge=0)  # at most one opening per series in this time
+
+    @model_validator(mode="after")
+    def _has_a_condition(self) -> AlertSettings:
+        if self.above is None and self.below is None and not self.silent_s:
+            raise ValueError("set above, below or silent_s")
+        if self.above is not None and self.below is not None and self.below >= self.above:
+            raise ValueError("below must be under above (an alert outside [below, above])")
+        return self
+
+
 class StateSettings(_Section):
     """What ingestd remembers across restarts besides the spool: the Sparkplug B alias maps
     (one JSON file per format with memory)."""
@@ -363,6 +385,9 @@ class Settings(_Section):
     spool: SpoolSettings = Field(default_factory=SpoolSettings)
     state: StateSettings = Field(default_factory=StateSettings)
     events: EventsSettings = Field(default_factory=EventsSettings)
+    # alert rules; their transitions go out through the events outbox (published whether or
+    # not events.enabled, which is about device events)
+    alerts: list[AlertSettings] = Field(default_factory=list)
     self_metrics: SelfMetricsSettings = Field(default_factory=SelfMetricsSettings)
     routes: list[RouteSettings] = Field(default_factory=lambda: list(DEFAULT_ROUTES))
 
@@ -373,6 +398,13 @@ class Settings(_Section):
             raise ValueError(
                 f"deadletter.mqtt_topic {topic!r} is under mqtt.topics: ingestd would read its own dead letters"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _alert_names_are_unique(self) -> Settings:
+        names = [rule.name for rule in self.alerts]
+        if len(names) != len(set(names)):
+            raise ValueError("two [[alerts]] have the same name")
         return self
 
     def secrets(self) -> list[tuple[str, str | None, Path | None]]:

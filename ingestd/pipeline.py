@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
+from ingestd.alerts import Alerts
 from ingestd.buffer import BufferClosed, MemoryBuffer
 from ingestd.config import LimitSettings
 from ingestd.encode import LineEncoder
@@ -39,6 +40,7 @@ class Pipeline:
         save_state: Callable[[str, FormatState], None] | None = None,
         publish: Callable[[str, bytes], object] | None = None,
         devices: DeviceRegistry | None = None,
+        alerts: Alerts | None = None,
     ) -> None:
         self.routes = routes
         self.buffer = buffer
@@ -68,6 +70,8 @@ class Pipeline:
         self.publish = publish
         # device events (events.enabled): told of each identity's first series
         self.devices = devices
+        # alert rules ([[alerts]]): see every reading, add the points of their transitions
+        self.alerts = alerts
 
     def to_points(self, message: RawMessage) -> tuple[list[Point], Route | None] | None:
         """The points this message becomes, and its route if the payload lacked the route's
@@ -102,20 +106,23 @@ class Pipeline:
             new_identity = self.series.admit(route, point, segments)
             if new_identity is not None and self.devices is not None:
                 self.devices.seen(route.template.text, new_identity, point)
-        if route.report is not None:
-            points = self._reported(route, points)
-        return points, route if time_missing else None
+        if self.alerts is None and route.report is None:
+            return points, route if time_missing else None
+        return self._ruled(route, points), route if time_missing else None
 
-    def _reported(self, route: Route, points: list[Point]) -> list[Point]:
-        """The points `route`'s report-by-exception rule keeps; the others counted. Suppressed
-        when it keeps none: the message is settled as stored."""
-        assert route.report is not None
+    def _ruled(self, route: Route, points: list[Point]) -> list[Point]:
+        """The rules' say: alert rules see every reading and add the points of the alerts it
+        opens or closes; the route's report-by-exception rule keeps what changed (the others
+        are counted). Suppressed when nothing is left: the message is settled as stored."""
+        raised = self.alerts.observe(points) if self.alerts is not None else []
+        if route.report is None:
+            return points + raised if raised else points
         kept, reasons = self.report.keep(route.report, points)
         if reasons:
             self.telemetry.points_suppressed(route.template.text, reasons)
-            if not kept:
+            if not kept and not raised:
                 raise Suppressed(reasons)
-        return kept
+        return kept + raised
 
     def route_points(
         self, route: Route, segments: dict[str, str], message: RawMessage

@@ -30,7 +30,8 @@ from typing import Any, NamedTuple
 
 from prometheus_client import CollectorRegistry
 
-from ingestd.buffer import MemoryBuffer
+from ingestd.alerts import Alerts
+from ingestd.buffer import BufferClosed, MemoryBuffer
 from ingestd.config import InfluxSettings, Settings
 from ingestd.deadletter import DeadLetterFile
 from ingestd.errors import (
@@ -53,7 +54,7 @@ from ingestd.selfmetrics import SelfMetrics
 from ingestd.sink import InfluxSink, Sink
 from ingestd.source import MqttSource, SourceFactory, SourceHooks
 from ingestd.spool import DiskSpool
-from ingestd.statefiles import DEVICES, FIELD_TYPES, REPORTED, StateFiles
+from ingestd.statefiles import ALERTS, DEVICES, FIELD_TYPES, REPORTED, StateFiles
 from ingestd.telemetry import Telemetry
 
 
@@ -114,6 +115,10 @@ class Service:
         if settings.events.enabled:
             self.devices = DeviceRegistry(self.outbox)
             self.devices.on_change = self._field_types_changed.set
+        self.alerts: Alerts | None = None
+        if settings.alerts:
+            self.alerts = Alerts(settings.alerts, self.outbox, settings.limits.max_series_per_route)
+            self.alerts.on_change = self._field_types_changed.set
         self.pipeline = Pipeline(
             routes,
             self.buffer,
@@ -127,6 +132,7 @@ class Service:
             save_state=self.state_files.save,
             publish=self._publish_for_format,
             devices=self.devices,
+            alerts=self.alerts,
         )
         self.sink = sink(settings.influx)
         hooks = SourceHooks(
@@ -318,24 +324,49 @@ class Service:
             self._start("self-metrics", self.self_metrics.run())
         self._start("ack-watchdog", self._watch_acks())
         self._start("state-save", self._save_learned_state())
-        if self.devices is not None:
+        if self.devices is not None or self.alerts is not None:
             ev = s.events
             self._start(
                 "outbox", self.outbox.run(self.source.publish, ev.retry_min_s, ev.retry_max_s)
             )
             o = self.outbox
             self.telemetry.outbox_gauge = lambda: (o.published, o.failures, o.dropped, o.pending)
+        if self.alerts is not None and any(rule.silent_s for rule in s.alerts):
+            self._start("alerts-silence", self._watch_silence(self.alerts))
+
+    def _learned(self) -> list[tuple[str, Remembered]]:
+        """What ingestd learns as it runs and saves at most once a second: field types, the
+        devices announced, the alerts open."""
+        learned: list[tuple[str, Remembered]] = [(FIELD_TYPES, self.pipeline.field_types)]
+        if self.devices is not None:
+            learned.append((DEVICES, self.devices))
+        if self.alerts is not None:
+            learned.append((ALERTS, self.alerts))
+        return learned
 
     def _save_learned(self, everything_stored: bool) -> None:
-        """At shutdown: the field types, and what report by exception remembers, but that only
-        when all of it is stored: a point that was not (dead-lettered at shutdown) must not
-        become the reference a later reading is measured against."""
-        if self.pipeline.field_types.changed:
-            self.state_files.save(FIELD_TYPES, self.pipeline.field_types)
-        if self.devices is not None and self.devices.changed:
-            self.state_files.save(DEVICES, self.devices)
+        """At shutdown: what was learned (the alerts with their last readings), and what report
+        by exception remembers, but that only when all of it is stored: a point that was not
+        (dead-lettered at shutdown) must not become the reference a later reading is measured
+        against."""
+        for name, state in self._learned():
+            if state.changed or name == ALERTS:
+                self.state_files.save(name, state)
         if self.pipeline.report.changed and everything_stored:
             self.state_files.save(REPORTED, self.pipeline.report)
+
+    async def _watch_silence(self, alerts: Alerts) -> None:
+        """Open silence alerts as series go quiet; their points are written like readings."""
+        tick_s = min(
+            10.0, max(0.5, min(r.silent_s for r in self.settings.alerts if r.silent_s) / 10)
+        )
+        while True:
+            await asyncio.sleep(tick_s)
+            points = alerts.check_silence(time.time_ns())
+            if points:
+                lines = [self.pipeline.encoder.to_line(point) for point in points]
+                with contextlib.suppress(BufferClosed):
+                    self.buffer.put(lines, RawMessage("ingestd/alerts", b"", time.time_ns()))
 
     def _close_files(self) -> None:
         """Flush the dead letters, and release them and the spool for the next ingestd."""
@@ -370,8 +401,7 @@ class Service:
         remembered: dict[str, Remembered] = {
             **self.pipeline.format_states, FIELD_TYPES: types, REPORTED: self.pipeline.report
         }  # fmt: skip
-        if self.devices is not None:
-            remembered[DEVICES] = self.devices
+        remembered.update(self._learned())
         self.state_files.load(remembered)
         try:
             held = await self.sink.field_types()
@@ -401,19 +431,18 @@ class Service:
         types.on_change = self._field_types_changed.set
 
     async def _save_learned_state(self) -> None:
-        """At most one save a second, however fast fields and devices appear: a type learned
-        and not yet saved when the power goes is learned again from the database, and a device
-        announced and not yet saved is announced again (at least once)."""
-        types, devices = self.pipeline.field_types, self.devices
+        """At most one save a second, however fast fields, devices and alerts change: a type
+        learned and not yet saved when the power goes is learned again from the database, a
+        device announced and not yet saved is announced again (at least once), an alert
+        transition not yet saved may be sent again."""
         while True:
             await self._field_types_changed.wait()
             await asyncio.sleep(1.0)
             self._field_types_changed.clear()
-            if types.changed:
-                self.state_files.save(FIELD_TYPES, types)
-            if devices is not None and devices.changed:
-                self.state_files.save(DEVICES, devices)
-            if types.changed or (devices is not None and devices.changed):
+            for name, state in self._learned():
+                if state.changed:
+                    self.state_files.save(name, state)
+            if any(state.changed for _, state in self._learned()):
                 self._field_types_changed.set()  # a save failed (logged): again in a second
 
     def _settle_leftovers(self) -> tuple[int, int]:

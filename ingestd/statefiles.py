@@ -25,6 +25,7 @@ from ingestd.privatefiles import open_private
 FIELD_TYPES = "field_types"
 REPORTED = "report_by_exception"  # the last point written of each series (report.py)
 DEVICES = "devices"  # the devices each route announced (events.py)
+ALERTS = "alerts"  # the alerts open, and each watched series' last reading (alerts.py)
 
 
 class StateFiles:

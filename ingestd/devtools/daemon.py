@@ -75,8 +75,8 @@ class Ingestd:
             "self_metrics": {"interval_s": 0},
             "routes": routes,
         }
-        for key, value in overrides.items():
-            config[key] = {**config.get(key, {}), **value}
+        for key, value in overrides.items():  # sections merge; a list (alerts) replaces
+            config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
         self.config = workdir / "ingest.toml"
         self.config.write_text(tomli_w.dumps(config))
         self.log = workdir / "ingestd.log"
