@@ -140,6 +140,8 @@ class Fleet:
         malformed_share: float = 0.0,
         dropout_share: float = 0.001,
         spike_share: float = 0.0005,
+        outage_every_s: float = 0.0,
+        outage_s: float = 0.0,
     ) -> None:
         if not 1 <= devices <= 100_000:
             raise ValueError("devices must be between 1 and 100,000")
@@ -161,6 +163,16 @@ class Fleet:
         self.spike_share = spike_share
         self.cursor = 0
         self.dropouts = 0
+        # outages: every outage_every_s one device goes quiet for outage_s (the demo's silence
+        # alert needs one within minutes); p4n4 devices first, whose measurements it watches
+        self.outage_every_ms = int(outage_every_s * 1000)
+        self.outage_ms = int(outage_s * 1000)
+        self.outages = 0
+        self.silenced = 0  # messages not sent for an outage
+        self._quiet_until: dict[int, int] = {}
+        self._next_outage_ms: int | None = None
+        p4n4 = [i for i, d in enumerate(self.devices) if d.format == "p4n4"]
+        self._outage_candidates = p4n4 or list(range(len(self.devices)))
         self._encoders: dict[str, Callable[[Device, int], tuple[bytes, bytes]]] = {
             "p4n4": self._p4n4,
             "telemetry": self._telemetry,
@@ -174,9 +186,16 @@ class Fleet:
         rng = self.rng
         devices = self.devices
         n = len(devices)
+        if self.outage_every_ms:
+            self._start_outage(now_ms)
+        quiet = self._quiet_until
         for _ in range(count):
-            device = devices[self.cursor % n]
+            index = self.cursor % n
+            device = devices[index]
             self.cursor += 1
+            if quiet and quiet.get(index, 0) > now_ms:
+                self.silenced += 1
+                continue
             draw = rng.random()
             if draw < self.dropout_share:
                 self.dropouts += 1
@@ -188,6 +207,16 @@ class Fleet:
             topic, payload = self._encoders[device.format](device, now_ms)
             out.append(Message(topic, payload, device.format))
         return out
+
+    def _start_outage(self, now_ms: int) -> None:
+        if self._next_outage_ms is None:
+            self._next_outage_ms = now_ms + self.outage_every_ms
+        elif now_ms >= self._next_outage_ms:
+            candidates = self._outage_candidates
+            victim = candidates[self.outages % len(candidates)]
+            self._quiet_until[victim] = now_ms + self.outage_ms
+            self.outages += 1
+            self._next_outage_ms = now_ms + self.outage_every_ms
 
     def take_published(self, count: int, now_ms: int) -> list[Message]:
         """Exactly `count` messages: dropouts are made up by the next devices in turn."""

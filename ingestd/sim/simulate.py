@@ -310,6 +310,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-inflight", type=int, default=10_000, help="unacknowledged, at QoS 1")
     p.add_argument("--malformed-share", type=float, default=0.0)
     p.add_argument("--dropout-share", type=float, default=0.001)
+    p.add_argument(
+        "--spike-share", type=float, default=0.0005, help="readings that spike (4x the amplitude)"
+    )
+    p.add_argument(
+        "--outage-every-s",
+        type=float,
+        default=0.0,
+        help="one device goes quiet this often (0: never), for --outage-s",
+    )
+    p.add_argument("--outage-s", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--report", type=Path, help="write the full report (per topic) as JSON here")
     p.add_argument("--progress-s", type=float, default=60.0, help="a summary line this often")
@@ -340,6 +350,9 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         malformed_share=args.malformed_share,
         dropout_share=args.dropout_share,
+        spike_share=args.spike_share,
+        outage_every_s=args.outage_every_s,
+        outage_s=args.outage_s,
     )
     try:
         report = asyncio.run(

@@ -105,3 +105,18 @@ def test_readings_follow_a_daily_cycle_with_rare_spikes() -> None:
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_a_single_format_fleet_speaks_only_that_format(fmt: str) -> None:
     assert {m.format for m in Fleet(8, fmt).take(100, NOW_MS)} == {fmt}
+
+
+def test_an_outage_silences_one_p4n4_device_for_its_length() -> None:
+    """Every 50 s a p4n4 device (in turn) goes quiet for 30 s: the demo's silence alert."""
+    fleet = Fleet(8, "mixed", dropout_share=0, outage_every_s=50, outage_s=30)
+    devices_at = {
+        second: {m.topic.split(b"/")[1] for m in fleet.take(8, second * 1000)}
+        for second in range(0, 140, 5)
+    }
+    everyone = devices_at[0]
+    quiet = {second: everyone - seen for second, seen in devices_at.items()}
+    assert all(quiet[t] == {b"dev-00000"} for t in range(50, 80, 5))
+    assert all(quiet[t] == set() for t in (*range(0, 50, 5), 80, 85, 90, 95))
+    assert all(quiet[t] == {b"dev-00004"} for t in range(100, 130, 5))
+    assert fleet.outages == 2 and fleet.silenced == 12
