@@ -39,9 +39,14 @@ def test_the_snapshot_matches_the_pinned_image() -> None:
     assert len(node_types()) > 400
 
 
-def test_both_starter_workflows_are_there() -> None:
+def test_the_four_starter_workflows_of_the_design_are_there() -> None:
     names = {p.name for p in WORKFLOWS}
-    assert names == {"alert-enrichment.json", "scheduled-digest.json"}
+    assert names == {
+        "alert-enrichment.json",
+        "scheduled-digest.json",
+        "device-onboarding.json",
+        "incident-escalation.json",
+    }
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
@@ -155,3 +160,88 @@ def test_the_enriched_alert_carries_the_alert_and_the_answer() -> None:
     assert out["json"]["root_cause"] == "Battery low."
     assert out["json"]["topic"] == "alerts/raw/d1/battery"
     assert out["json"]["alert"] == {"v": 3.1}
+
+
+# -- the workflows that read what ingestd publishes (issue 14): their triggers subscribe to its
+# topics, and their Code nodes run under node on payloads ingestd itself made
+
+
+def trigger_topics(name: str) -> str:
+    workflow = load(COMPOSE / "n8n" / "workflows" / name)
+    (trigger,) = [n for n in workflow["nodes"] if n["type"].endswith(".mqttTrigger")]
+    topics: str = trigger["parameters"]["topics"]
+    return topics
+
+
+def device_new_event() -> dict[str, Any]:
+    """A device_new payload as ingestd's DeviceRegistry builds it."""
+    from ingestd.events import DeviceRegistry
+    from ingestd.outbox import Outbox
+    from ingestd.records import Point
+
+    outbox = Outbox()
+    DeviceRegistry(outbox).seen(
+        "sensors/{device}/{measurement}",
+        "dev-7",
+        Point("temperature", (("device", "dev-7"),), (("value", 21.5),), 1_700_000_000 * 10**9),
+    )
+    ((topic, payload, _),) = outbox._pending
+    assert topic == trigger_topics("device-onboarding.json")
+    result: dict[str, Any] = json.loads(payload)
+    return result
+
+
+def alert_transitions() -> list[tuple[str, dict[str, Any]]]:
+    """(topic, payload) of a firing and a resolved alert, as ingestd's Alerts builds them."""
+    from ingestd.alerts import Alerts
+    from ingestd.config import AlertSettings
+    from ingestd.outbox import Outbox
+    from ingestd.records import Point
+
+    outbox = Outbox()
+    rules = Alerts([AlertSettings(name="too_hot", measurement="t", above=30)], outbox, 10)
+    for t, value in ((1, 20.0), (2, 40.0), (3, 20.0)):
+        rules.observe([Point("t", (("device", "dev-7"),), (("value", value),), t * 10**9)])
+    return [(topic, json.loads(payload)) for topic, payload, _ in outbox._pending]
+
+
+def trigger_items(*messages: tuple[str, dict[str, Any]]) -> str:
+    """A Code node's `$input` (run once for all items), as an MQTT trigger with jsonParseBody
+    hands it on: each item's json holds the topic and the parsed message."""
+    items = [{"json": {"topic": topic, "message": message}} for topic, message in messages]
+    return f"const $input = {{ all: () => {json.dumps(items)} }};"
+
+
+def test_device_onboarding_registers_and_tags_what_ingestd_announces() -> None:
+    code = code_nodes(COMPOSE / "n8n" / "workflows" / "device-onboarding.json")
+    prelude = trigger_items(("ingestd/events/device_new", device_new_event()))
+    (out,) = run_code_node(code["Register and tag the device"], prelude)
+    registered = out["json"]
+    assert (registered["device"], registered["kind"]) == ("dev-7", "p4n4")
+    assert registered["first_fields"] == {"value": 21.5}
+    assert registered["line"] == (
+        'devices,device=dev-7,kind=p4n4 route="sensors/{device}/{measurement}",'
+        'measurement="temperature",fields="value" 1700000000000000000'
+    )
+
+
+def test_incident_escalation_escalates_only_what_opens() -> None:
+    code = code_nodes(COMPOSE / "n8n" / "workflows" / "incident-escalation.json")
+    (firing_topic, firing), (resolved_topic, resolved) = alert_transitions()
+    assert firing_topic == "alerts/raw/dev-7/too_hot"
+    assert trigger_topics("incident-escalation.json") == "alerts/raw/#"
+    prelude = trigger_items((firing_topic, firing), (resolved_topic, resolved))
+    (kept,) = run_code_node(code["Keep what opens"], prelude)  # the resolved one left out
+    decide = code["Decide the escalation"]
+    context = f"const $ = () => ({{ item: {{ json: {json.dumps(kept['json'])} }} }});"
+    by_ollama = run_code_node(decide, context + "const $json = { response: ' Critical.' };")
+    decided = by_ollama["json"]
+    assert (decided["severity"], decided["decided_by"], decided["escalate"]) == (
+        "critical",
+        "ollama",
+        True,
+    )
+    assert decided["topic"] == firing_topic and decided["alert"]["value"] == 40.0
+    # Ollama away: 40 is a third past 30, so the rule says critical
+    by_rule = run_code_node(decide, context + "const $json = {};")
+    assert (by_rule["json"]["severity"], by_rule["json"]["decided_by"]) == ("critical", "rule")
