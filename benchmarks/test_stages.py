@@ -18,12 +18,14 @@ from typing import Any
 
 import orjson
 
+from ingestd.alerts import Alerts
 from ingestd.buffer import MemoryBuffer
-from ingestd.config import ReportSettings, parse_settings
+from ingestd.config import AlertSettings, ReportSettings, parse_settings
 from ingestd.decode import parse_json
 from ingestd.devtools.workload import ROUTES, TOPICS, workload
 from ingestd.encode import LineEncoder, to_line
 from ingestd.fieldtypes import FieldTypes
+from ingestd.outbox import Outbox
 from ingestd.pipeline import Pipeline
 from ingestd.records import RawMessage
 from ingestd.routes import compile_routes
@@ -185,6 +187,17 @@ def test_stage_costs() -> None:
         SETTINGS.limits,
     )  # fmt: skip
     results["pipeline.handle: value, deadband rule"] = us_per_call(
+        handle_all(pipeline, values_only), len(values_only)
+    )
+    # an alert rule on the same readings: what watching a field costs a message (the readings
+    # stay under the threshold: the common case, no transition to publish)
+    alerts = Alerts(
+        [AlertSettings(name="hot", measurement="temperature", above=1e9)], Outbox(), 10**6
+    )
+    pipeline = Pipeline(
+        routes, MemoryBuffer(10**9), Telemetry(), lambda _d: None, SETTINGS.limits, alerts=alerts
+    )
+    results["pipeline.handle: value, alert rule"] = us_per_call(
         handle_all(pipeline, values_only), len(values_only)
     )
 

@@ -46,6 +46,10 @@ class Watch:
     opened_ns: int | None = None  # when the last alert opened (for min_interval_s)
     silent: bool = False  # the open alert is a silence one
     threshold: float | None = None
+    # rate of change: the first reading of the current window (time ns, value)
+    window_ns: int = 0
+    window_value: float | None = None
+    rate: bool = False  # the open alert is a rate one
 
 
 @dataclass(slots=True)
@@ -107,7 +111,7 @@ class Alerts:
             ]
             self._device_back(rule, watch, now)
             return out
-        if watch.open:
+        if watch.open and not watch.rate:
             assert watch.threshold is not None
             back = (
                 value <= watch.threshold - s.hysteresis
@@ -123,15 +127,40 @@ class Alerts:
                 if back
                 else []
             )
-        crossed = None
+        rate = self._rate(rule, watch, value, now)
+        if watch.open and watch.rate:
+            if rate is None or abs(rate) > (s.rate_per_s or 0) - s.hysteresis:
+                return []
+            return [
+                self._transition(rule, watch, "resolved", value=value, threshold=None, now_ns=now)
+            ]
+        crossed, by_rate = None, False
         if s.above is not None and value > s.above:
             crossed = s.above
         elif s.below is not None and value < s.below:
             crossed = s.below
+        elif s.rate_per_s is not None and rate is not None and abs(rate) > s.rate_per_s:
+            crossed, by_rate = s.rate_per_s, True
         recent = watch.opened_ns is not None and now - watch.opened_ns < s.min_interval_s * 1e9
         if crossed is None or recent:
             return []
+        watch.rate = by_rate
         return [self._transition(rule, watch, "firing", value=value, threshold=crossed, now_ns=now)]
+
+    @staticmethod
+    def _rate(rule: Rule, watch: Watch, value: float, now: int) -> float | None:
+        """The change per second over the last window, once a window has passed; else None."""
+        if rule.settings.rate_per_s is None:
+            return None
+        if watch.window_value is None or now < watch.window_ns:
+            watch.window_ns, watch.window_value = now, value
+            return None
+        elapsed = now - watch.window_ns
+        if elapsed < rule.settings.rate_window_s * 1e9:
+            return None
+        rate = (value - watch.window_value) / (elapsed / 1e9)
+        watch.window_ns, watch.window_value = now, value
+        return rate
 
     # -- silence ---------------------------------------------------------------------------------
 
@@ -170,12 +199,17 @@ class Alerts:
         tags = dict(watch.tags)
         device = tags.get("device", "all")
         since = watch.open_since_ns if watch.open else now_ns
-        kind = "silent" if watch.silent else ("above" if threshold == s.above else "below")
+        if watch.silent:
+            kind = "silent"
+        elif watch.rate:
+            kind = "rate"
+        else:
+            kind = "above" if threshold == s.above else "below"
         if state == "firing":
             watch.open, watch.open_since_ns, watch.opened_ns = True, now_ns, now_ns
             watch.threshold = threshold
         else:
-            watch.open, watch.silent, watch.threshold = False, False, None
+            watch.open, watch.silent, watch.rate, watch.threshold = False, False, False, None
         self.changed = True
         self.transitions += 1
         if self.on_change is not None:
@@ -220,7 +254,7 @@ class Alerts:
             {
                 rule.settings.name: [
                     [m, [list(t) for t in w.tags], w.last_value, w.last_seen_ns, w.open,
-                     w.open_since_ns, w.opened_ns, w.silent, w.threshold]
+                     w.open_since_ns, w.opened_ns, w.silent, w.threshold, w.rate]
                     for (m, _), w in rule.watches.items()
                 ]
                 for rule in self.rules
@@ -230,9 +264,8 @@ class Alerts:
     def load_json(self, data: bytes) -> None:
         saved = orjson.loads(data)
         for rule in self.rules:
-            for m, tags, value, seen, is_open, since, opened, silent, threshold in saved.get(
-                rule.settings.name, []
-            ):
+            for entry in saved.get(rule.settings.name, []):
+                m, tags, value, seen, is_open, since, opened, silent, threshold, rate = entry
                 tag_tuple = tuple((str(k), str(v)) for k, v in tags)
                 rule.watches[(str(m), tag_tuple)] = Watch(
                     tag_tuple,
@@ -243,4 +276,5 @@ class Alerts:
                     opened,
                     bool(silent),
                     threshold,
+                    rate=bool(rate),
                 )

@@ -283,12 +283,21 @@ class AlertSettings(_Section):
     # ...and close only once it is back past the threshold by this much
     hysteresis: float = Field(0.0, ge=0)
     silent_s: float = Field(0.0, ge=0)  # open when a series sends nothing for this long
+    # open when the value changes faster than this per second, measured over rate_window_s (the
+    # change since the first reading of the window, once the window has passed)
+    rate_per_s: float | None = Field(None, gt=0)
+    rate_window_s: float = Field(60.0, gt=0)
     min_interval_s: float = Field(0.0, ge=0)  # at most one opening per series in this time
 
     @model_validator(mode="after")
     def _has_a_condition(self) -> AlertSettings:
-        if self.above is None and self.below is None and not self.silent_s:
-            raise ValueError("set above, below or silent_s")
+        if (
+            self.above is None
+            and self.below is None
+            and not self.silent_s
+            and self.rate_per_s is None
+        ):
+            raise ValueError("set above, below, rate_per_s or silent_s")
         if self.above is not None and self.below is not None and self.below >= self.above:
             raise ValueError("below must be under above (an alert outside [below, above])")
         return self

@@ -111,7 +111,20 @@ def test_after_a_restart_an_open_alert_is_not_sent_again_nor_silence_counted_fro
 
 
 def test_a_rule_needs_a_condition_and_a_sane_range() -> None:
-    with pytest.raises(ValueError, match="above, below or silent_s"):
+    with pytest.raises(ValueError, match="above, below, rate_per_s or silent_s"):
         AlertSettings(name="x", measurement="m")
     with pytest.raises(ValueError, match="below must be under above"):
         AlertSettings(name="x", measurement="m", above=1, below=2)
+
+
+def test_a_rate_of_change_over_a_window_opens_and_closes() -> None:
+    outbox = Outbox()
+    rules = alerts(outbox, rate_per_s=0.1, rate_window_s=60)
+    # steady, then 10 degrees in a minute (0.17/s), then steady again
+    series = [(0, 20), (30, 20.2), (60, 20.4), (90, 25), (120, 30.5), (150, 30.6), (180, 30.8)]
+    states = [
+        (t, dict(p.fields)["state"]) for t, v in series for p in rules.observe([reading(t, v)])
+    ]
+    assert states == [(120, "firing"), (180, "resolved")]
+    firing = sent(outbox)[0]
+    assert (firing["kind"], firing["threshold"]) == ("rate", 0.1)
