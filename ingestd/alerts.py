@@ -65,12 +65,19 @@ def _iso(ns: int) -> str:
 class Alerts:
     """Every rule's state, and the transitions it publishes."""
 
-    def __init__(self, rules: list[AlertSettings], outbox: Outbox, max_watches: int) -> None:
+    def __init__(
+        self,
+        rules: list[AlertSettings],
+        outbox: Outbox,
+        max_watches: int,
+        webhook: tuple[Outbox, str] | None = None,
+    ) -> None:
         self.rules = [Rule(r) for r in rules]
         self.by_measurement: dict[str, list[Rule]] = {}
         for rule in self.rules:
             self.by_measurement.setdefault(rule.settings.measurement, []).append(rule)
         self.outbox = outbox
+        self.webhook = webhook  # (its outbox, the URL): every transition POSTed there too
         self.max_watches = max_watches  # per rule: the series limits bound them anyway
         self.started_ns = time.time_ns()
         # an alert opened or closed since the last save (readings alone are saved at shutdown:
@@ -228,7 +235,10 @@ class Alerts:
             "since": _iso(since),
             "time": _iso(now_ns),
         }
-        self.outbox.put(f"alerts/raw/{device}/{s.name}", orjson.dumps(payload))
+        body = orjson.dumps(payload)
+        self.outbox.put(f"alerts/raw/{device}/{s.name}", body)
+        if self.webhook is not None:
+            self.webhook[0].put(self.webhook[1], body)
         fields: tuple[tuple[str, FieldValue], ...] = (("state", state),)
         if value is not None:
             fields += (("value", value),)

@@ -268,6 +268,8 @@ class EventsSettings(_Section):
     # ingestd write ingestd/events/#: mosquitto/acl does)
     enabled: bool = False
     max_pending: int = Field(10_000, ge=1)  # events waiting for the broker; past it, the oldest go
+    # alert transitions are also POSTed here as JSON (retried like the MQTT ones); none: not
+    webhook_url: str | None = None
     retry_min_s: PositiveFloat = 0.5
     retry_max_s: PositiveFloat = 30.0
 

@@ -88,5 +88,9 @@ class BatchTooLarge(SinkError):
     """The database refused the batch for its size (HTTP 413): split it."""
 
 
-class MqttConnectionError(IngestdError):
+class DeliveryError(IngestdError):
+    """An event, alert or webhook call did not get through now: the outbox retries it."""
+
+
+class MqttConnectionError(DeliveryError):
     """The MQTT connection failed, was refused or was lost; the source reconnects."""

@@ -1,4 +1,5 @@
-"""What ingestd publishes and must get through: device events and alerts, at QoS 1.
+"""What ingestd publishes and must get through: device events and alerts, at QoS 1 (and alerts
+to a webhook: a second outbox, whose "topic" is the URL).
 
 They are decided inline on the read path, which must never wait for the broker, so they go
 into a bounded queue here, and one supervised task ("outbox") publishes them in order, each
@@ -15,7 +16,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 
 from ingestd.backoff import backoff_delay
-from ingestd.errors import MqttConnectionError
+from ingestd.errors import DeliveryError
 from ingestd.logs import get_logger
 
 Publish = Callable[[str, bytes], Awaitable[None]]
@@ -59,7 +60,7 @@ class Outbox:
             topic, payload, on_published = item
             try:
                 await publish(topic, payload)
-            except MqttConnectionError as exc:
+            except DeliveryError as exc:  # MqttConnectionError is one
                 self.failures += 1
                 delay = backoff_delay(attempt, retry_min_s, retry_max_s)
                 attempt += 1

@@ -56,6 +56,7 @@ from ingestd.source import MqttSource, SourceFactory, SourceHooks
 from ingestd.spool import DiskSpool
 from ingestd.statefiles import ALERTS, DEVICES, FIELD_TYPES, REPORTED, StateFiles
 from ingestd.telemetry import Telemetry
+from ingestd.webhook import Webhook
 
 
 class Service:
@@ -116,8 +117,17 @@ class Service:
             self.devices = DeviceRegistry(self.outbox)
             self.devices.on_change = self._field_types_changed.set
         self.alerts: Alerts | None = None
+        # alert transitions POSTed to events.webhook_url, through an outbox of their own
+        self.webhook_outbox = Outbox(settings.events.max_pending)
+        self.webhook = Webhook()
         if settings.alerts:
-            self.alerts = Alerts(settings.alerts, self.outbox, settings.limits.max_series_per_route)
+            url = settings.events.webhook_url
+            self.alerts = Alerts(
+                settings.alerts,
+                self.outbox,
+                settings.limits.max_series_per_route,
+                webhook=(self.webhook_outbox, url) if url else None,
+            )
             self.alerts.on_change = self._field_types_changed.set
         self.pipeline = Pipeline(
             routes,
@@ -309,13 +319,15 @@ class Service:
         await self.sink.close()
         await _cancel(*self.tasks.values())
         await self.self_metrics.sink.close()
+        await self.webhook.close()
         self._close_files()
         await self.http.stop()
         self._log_summary(time.monotonic() - started_at, unwritten, left_with_broker)
 
     def _start_the_rest(self) -> None:
         """Every task but ingest and flush, each supervised: the spool replay, the dead-letter
-        flusher, self-metrics, the ack watchdog, the state saver and the outbox."""
+        flusher, self-metrics, the ack watchdog, the state saver, and what events and alerts
+        need: the outbox, the webhook's outbox, the silence watch."""
         s = self.settings
         if self.spool is not None:
             self._start("spool-replay", self.flusher.replay_forever())
@@ -331,6 +343,11 @@ class Service:
             )
             o = self.outbox
             self.telemetry.outbox_gauge = lambda: (o.published, o.failures, o.dropped, o.pending)
+        if self.alerts is not None and s.events.webhook_url:
+            self._start(
+                "webhook",
+                self.webhook_outbox.run(self.webhook.post, ev.retry_min_s, ev.retry_max_s),
+            )
         if self.alerts is not None and any(rule.silent_s for rule in s.alerts):
             self._start("alerts-silence", self._watch_silence(self.alerts))
 
