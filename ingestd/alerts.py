@@ -96,9 +96,12 @@ class Alerts:
             if rules is None:
                 continue
             for rule in rules:
-                value = dict(point.fields).get(rule.settings.field)
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    out += self._reading(rule, point, float(value))
+                wanted = rule.settings.field
+                for name, value in point.fields:  # usually one or a few: no dict built
+                    if name == wanted:
+                        if type(value) is float or type(value) is int:  # not bool, not text
+                            out += self._reading(rule, point, float(value))
+                        break
         return out
 
     def _reading(self, rule: Rule, point: Point, value: float) -> list[Point]:
@@ -110,8 +113,9 @@ class Alerts:
                 return []
             watch = rule.watches[series] = Watch(point.tags)
         now = point.time_ns
-        # silence is measured on ingestd's clock: a device's own clock may be off, or replayed
-        watch.last_value, watch.last_seen_ns = value, time.time_ns()
+        watch.last_value = value
+        if s.silent_s:  # measured on ingestd's clock: a device's own may be off, or replayed
+            watch.last_seen_ns = time.time_ns()
         if watch.open and watch.silent:  # it spoke again
             out = [
                 self._transition(rule, watch, "resolved", value=value, threshold=None, now_ns=now)
@@ -134,7 +138,7 @@ class Alerts:
                 if back
                 else []
             )
-        rate = self._rate(rule, watch, value, now)
+        rate = self._rate(rule, watch, value, now) if s.rate_per_s is not None else None
         if watch.open and watch.rate:
             if rate is None or abs(rate) > (s.rate_per_s or 0) - s.hysteresis:
                 return []

@@ -92,7 +92,12 @@ class ReportRule:
         if self.dedup_ns and point.fields == last.fields and elapsed < self.dedup_ns:
             return DUPLICATE
         if self.deadband:
-            before = dict(last.fields)
+            fields, last_fields = point.fields, last.fields
+            if len(fields) == 1 and len(last_fields) == 1 and fields[0][0] == last_fields[0][0]:
+                name, value = fields[0]  # the common case, one field: no dict built
+                band = self.bands.get(name, self.band) if self.bands else self.band
+                return None if band.moved(last_fields[0][1], value) else DEADBAND
+            before = dict(last_fields)
             for name, value in point.fields:
                 if name not in before:
                     return None
