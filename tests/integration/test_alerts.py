@@ -6,20 +6,17 @@ device's return publishes device_back."""
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from ingestd.devtools.daemon import Ingestd
 from ingestd.devtools.servers import InfluxDB1, Mosquitto, wait_until
 from ingestd.devtools.workload import ROUTES, TOPICS, Expected, publish
+
+from .listener import Listener
 
 pytestmark = pytest.mark.integration
 
@@ -29,33 +26,9 @@ RULES = [
 ]
 
 
-class Listener:
-    def __init__(self, port: int) -> None:
-        self.got: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"alerts-{time.time_ns()}")
-        self.client.on_message = self._on_message
-        self.client.connect("127.0.0.1", port)
-        self.client.subscribe([("alerts/raw/#", 1), ("ingestd/events/#", 1)])
-        self.client.loop_start()
-        time.sleep(0.3)
-
-    def _on_message(self, _c: object, _u: object, message: paho.MQTTMessage) -> None:
-        assert not message.retain
-        with self._lock:
-            self.got.append({"topic": message.topic, **json.loads(message.payload)})
-
-    def states(self, rule: str) -> list[str]:
-        return [m["state"] for m in self.got if m.get("rule") == rule and "state" in m]
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
 @pytest.fixture
 def listener(mosquitto: Mosquitto) -> Iterator[Listener]:
-    got = Listener(mosquitto.port)
+    got = Listener(mosquitto.port, ["alerts/raw/#", "ingestd/events/#"])
     yield got
     got.close()
 

@@ -5,13 +5,10 @@ broker that is away."""
 
 from __future__ import annotations
 
-import json
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
@@ -21,34 +18,14 @@ from ingestd.devtools.daemon import Ingestd
 from ingestd.devtools.servers import InfluxDB1, Mosquitto, wait_until
 from ingestd.devtools.workload import ROUTES, TOPICS, Expected, publish
 
+from .listener import Listener
+
 pytestmark = pytest.mark.integration
-
-
-class Listener:
-    """A QoS 1 subscriber to ingestd/events/#, recording each event."""
-
-    def __init__(self, port: int) -> None:
-        self.events: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"events-{time.time_ns()}")
-        self.client.on_message = self._on_message
-        self.client.connect("127.0.0.1", port)
-        self.client.subscribe("ingestd/events/#", qos=1)
-        self.client.loop_start()
-        time.sleep(0.3)
-
-    def _on_message(self, _client: object, _userdata: object, message: paho.MQTTMessage) -> None:
-        with self._lock:
-            self.events.append({"topic": message.topic, **json.loads(message.payload)})
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 @pytest.fixture
 def listener(mosquitto: Mosquitto) -> Iterator[Listener]:
-    events = Listener(mosquitto.port)
+    events = Listener(mosquitto.port, ["ingestd/events/#"])
     yield events
     events.close()
 
@@ -67,11 +44,11 @@ def test_each_device_is_announced_once_across_a_restart(
     try:
         first = [reading(d, v) for v in (20.0, 21.0) for d in ("dev-a", "dev-b", "dev-c")]
         publish(first, "127.0.0.1", mosquitto.port)
-        wait_until(lambda: len(listener.events) >= 3, 20, "3 device_new events")
+        wait_until(lambda: len(listener.got) >= 3, 20, "3 device_new events")
         assert daemon.stop() == 0  # saves the announced devices
         daemon.start()
         publish([reading("dev-a", 22.0), reading("dev-d", 19.0)], "127.0.0.1", mosquitto.port)
-        wait_until(lambda: len(listener.events) >= 4, 20, "a fourth event")
+        wait_until(lambda: len(listener.got) >= 4, 20, "a fourth event")
         daemon.wait_settled(2, timeout_s=20)
         time.sleep(1.0)  # anything else would have arrived by now
         metrics = daemon.metrics()
@@ -79,8 +56,8 @@ def test_each_device_is_announced_once_across_a_restart(
     finally:
         if daemon.proc is not None and daemon.proc.poll() is None:
             daemon.kill()
-    assert sorted(e["device"] for e in listener.events) == ["dev-a", "dev-b", "dev-c", "dev-d"]
-    event = next(e for e in listener.events if e["device"] == "dev-a")
+    assert sorted(e["device"] for e in listener.got) == ["dev-a", "dev-b", "dev-c", "dev-d"]
+    event = next(e for e in listener.got if e["device"] == "dev-a")
     assert event["topic"] == "ingestd/events/device_new" and event["event"] == "device_new"
     assert event["route"] == "sensors/{device}/{measurement}"
     assert event["tags"] == {"device": "dev-a"} and event["fields"] == {"value": 20.0}
