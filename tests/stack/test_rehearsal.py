@@ -223,6 +223,18 @@ def test_every_health_panel_shows_ingestd(stack: dict[str, Any], selection: str)
     print(f"\nhealth panels, {selection}: rows {shown}")
 
 
+def test_the_alerts_annotation_query_runs(stack: dict[str, Any]) -> None:
+    """ingestd writes each alert transition as an `alerts` point; the sensor dashboard shows
+    them as annotations. The rehearsal is too short for the demo fleet's rules to fire, so this
+    checks that the query runs and reads the columns ingestd writes."""
+    board = dashboard("sensor-overview.json")
+    (annotation,) = [a for a in board["annotations"]["list"] if a.get("query")]
+    assert annotation["datasource"]["uid"] == "p4n4-influxdb"
+    assert not NOT_IN_INFLUXDB_3.search(annotation["query"])
+    for series in run(stack["db"], stack["sensors"], expand(annotation["query"], {})):
+        assert {"state", "value"} <= set(series["columns"])
+
+
 def test_the_n8n_digest_query_runs_and_its_code_node_summarises_the_answer(
     stack: dict[str, Any],
 ) -> None:
