@@ -89,7 +89,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         )
         service = yaml.safe_load(STACKS["iot"].read_text())["services"]["simulator"]
         arguments = [
-            re.sub(r"\$\{(\w+)\}", lambda m: env[m.group(1)], a).replace(
+            # compose's interpolation: ${VAR}, ${VAR:?message}, ${VAR:-default}, from .env
+            re.sub(r"\$\{(\w+)(?::[?-][^}]*)?\}", lambda m: env[m.group(1)], a).replace(
                 "--host=mosquitto", "--host=127.0.0.1"
             )
             for a in service["command"]
