@@ -13,10 +13,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 
 class Listener:
-    def __init__(self, port: int, filters: list[str]) -> None:
+    def __init__(self, port: int, filters: list[str], login: tuple[str, str] | None = None) -> None:
         self.got: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"listen-{time.time_ns()}")
+        if login is not None:
+            self.client.username_pw_set(*login)
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
         self.client.subscribe([(f, 1) for f in filters])
@@ -26,7 +28,9 @@ class Listener:
     def _on_message(self, _c: object, _u: object, message: paho.MQTTMessage) -> None:
         assert not message.retain
         with self._lock:
-            self.got.append({"topic": message.topic, **json.loads(message.payload)})
+            self.got.append(
+                {"topic": message.topic, "at": time.monotonic(), **json.loads(message.payload)}
+            )
 
     def states(self, rule: str) -> list[str]:
         """The alert transitions of `rule`, in order."""

@@ -19,21 +19,16 @@ refuses; the Flux it had cannot run here at all.
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import yaml
 
-from ingestd.config import load_settings
-from ingestd.devtools.servers import InfluxDB1, free_port, http, wait_until
-from tests.integration.shipped import start_shipped_broker
+from ingestd.devtools.servers import InfluxDB1, wait_until
 
-from .conftest import COMPOSE, REPO, STACKS, env_file
+from .conftest import COMPOSE, REPO
+from .demo import demo_stack
 from .grafana import ALL, expand, resolve
 
 pytestmark = pytest.mark.integration
@@ -49,69 +44,14 @@ REPORTS = 3  # self-metrics reports to wait for: rates need two, and one more fo
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    work = tmp_path_factory.mktemp("stack")
-    env_path, passwd = work / ".env", work / "passwd"
-    subprocess.run(
-        [sys.executable, str(COMPOSE / "setup_secrets.py"), "--example",
-         str(COMPOSE / ".env.example"), "--env", str(env_path), "--passwd", str(passwd)],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    env = env_file(env_path)
-    broker, mqtt_port, _ = start_shipped_broker(work, passwd)
-    db = InfluxDB1(work)
-    db.start()
-    http_port = free_port()
-    overrides = {
-        "MQTT_HOST": "127.0.0.1",
-        "MQTT_PORT": str(mqtt_port),
-        "INFLUXDB_URL": db.url,
-        "INFLUXDB_API": "v1",
-        "INGESTD_HTTP_HOST": "127.0.0.1",
-        "INGESTD_HTTP_PORT": str(http_port),
-    }
-    daemon_env = {**os.environ, **env, **overrides}
-    saved = dict(os.environ)
-    os.environ.update(daemon_env)
-    try:  # where the shipped config sends ingestd's own metrics
-        metrics_db = load_settings(COMPOSE / "ingest.toml").self_metrics.database
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    ingestd = subprocess.Popen(
-        [sys.executable, "-m", "ingestd", "--config", str(COMPOSE / "ingest.toml")],
-        cwd=work, env=daemon_env, stdout=(work / "ingestd.log").open("wb"),
-        stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    simulator: subprocess.Popen[bytes] | None = None
-    try:
-        wait_until(
-            lambda: http("GET", f"http://127.0.0.1:{http_port}/readyz")[0] == 200, 30, "readyz"
-        )
-        service = yaml.safe_load(STACKS["iot"].read_text())["services"]["simulator"]
-        arguments = [
-            # compose's interpolation: ${VAR}, ${VAR:?message}, ${VAR:-default}, from .env
-            re.sub(r"\$\{(\w+)(?::[?-][^}]*)?\}", lambda m: env[m.group(1)], a).replace(
-                "--host=mosquitto", "--host=127.0.0.1"
-            )
-            for a in service["command"]
-        ]
-        simulator = subprocess.Popen(
-            [sys.executable, "-m", "ingestd", "simulate", *arguments, f"--port={mqtt_port}"],
-            cwd=work, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
-            stderr=(work / "simulator.log").open("wb"),
-        )  # fmt: skip
+    with demo_stack(tmp_path_factory.mktemp("stack")) as demo:
         reports_s = 10.0 * REPORTS + 2  # self_metrics.interval_s in the shipped config: 10 s
         wait_until(
-            lambda: reports(db, metrics_db) >= REPORTS, reports_s + 20, "self-metrics reports"
+            lambda: reports(demo.db, demo.metrics_db) >= REPORTS,
+            reports_s + 20,
+            "self-metrics reports",
         )
-        yield {"db": db, "sensors": env["INFLUXDB_BUCKET"], "work": work}
-    finally:
-        for process in (simulator, ingestd):
-            if process is not None and process.poll() is None:
-                process.terminate()
-                process.wait(timeout=30)
-        db.stop()
-        broker.stop()
+        yield {"db": demo.db, "sensors": demo.sensors, "work": demo.work}
 
 
 def reports(db: InfluxDB1, database: str) -> int:

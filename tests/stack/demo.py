@@ -1,0 +1,104 @@
+"""The IoT stack as `docker compose --profile demo up` runs it, without Docker: the shipped
+mosquitto.conf, ACL and a setup_secrets.py passwd in a real Mosquitto; ingestd with
+compose/ingest.toml (only host names, ports and the API flavour changed, through its
+${VAR:-default} references); InfluxDB 1.6 for 2.7 on the v1 API; and the demo simulator with
+the compose `simulator` service's arguments. Used by the rehearsal test and the demo-alerts
+benchmark."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from ingestd.config import load_settings
+from ingestd.devtools.servers import InfluxDB1, free_port, http, wait_until
+from tests.integration.shipped import start_shipped_broker
+
+from .conftest import COMPOSE, STACKS, env_file
+
+
+@dataclass
+class DemoStack:
+    db: InfluxDB1
+    sensors: str  # the sensor database (INFLUXDB_BUCKET)
+    metrics_db: str  # ingestd's own (self_metrics.database)
+    mqtt_port: int
+    env: dict[str, str]  # the .env setup_secrets.py wrote
+    work: Path
+
+
+def interpolate(text: str, env: dict[str, str]) -> str:
+    """compose's interpolation: ${VAR}, ${VAR:?message}, ${VAR:-default}, from .env."""
+    return re.sub(r"\$\{(\w+)(?::[?-][^}]*)?\}", lambda m: env[m.group(1)], text)
+
+
+@contextmanager
+def demo_stack(
+    work: Path, before_simulator: Callable[[DemoStack], None] | None = None
+) -> Iterator[DemoStack]:
+    env_path, passwd = work / ".env", work / "passwd"
+    subprocess.run(
+        [sys.executable, str(COMPOSE / "setup_secrets.py"), "--example",
+         str(COMPOSE / ".env.example"), "--env", str(env_path), "--passwd", str(passwd)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    env = env_file(env_path)
+    broker, mqtt_port, _ = start_shipped_broker(work, passwd)
+    db = InfluxDB1(work)
+    db.start()
+    http_port = free_port()
+    overrides = {
+        "MQTT_HOST": "127.0.0.1",
+        "MQTT_PORT": str(mqtt_port),
+        "INFLUXDB_URL": db.url,
+        "INFLUXDB_API": "v1",
+        "INGESTD_HTTP_HOST": "127.0.0.1",
+        "INGESTD_HTTP_PORT": str(http_port),
+    }
+    daemon_env = {**os.environ, **env, **overrides}
+    saved = dict(os.environ)
+    os.environ.update(daemon_env)
+    try:  # where the shipped config sends ingestd's own metrics
+        metrics_db = load_settings(COMPOSE / "ingest.toml").self_metrics.database
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    stack = DemoStack(db, env["INFLUXDB_BUCKET"], metrics_db, mqtt_port, env, work)
+    ingestd = subprocess.Popen(
+        [sys.executable, "-m", "ingestd", "--config", str(COMPOSE / "ingest.toml")],
+        cwd=work, env=daemon_env, stdout=(work / "ingestd.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    simulator: subprocess.Popen[bytes] | None = None
+    try:
+        wait_until(
+            lambda: http("GET", f"http://127.0.0.1:{http_port}/readyz")[0] == 200, 30, "readyz"
+        )
+        if before_simulator is not None:
+            before_simulator(stack)
+        service = yaml.safe_load(STACKS["iot"].read_text())["services"]["simulator"]
+        arguments = [
+            interpolate(a, env).replace("--host=mosquitto", "--host=127.0.0.1")
+            for a in service["command"]
+        ]
+        simulator = subprocess.Popen(
+            [sys.executable, "-m", "ingestd", "simulate", *arguments, f"--port={mqtt_port}"],
+            cwd=work, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+            stderr=(work / "simulator.log").open("wb"),
+        )  # fmt: skip
+        yield stack
+    finally:
+        for process in (simulator, ingestd):
+            if process is not None and process.poll() is None:
+                process.terminate()
+                process.wait(timeout=30)
+        db.stop()
+        broker.stop()
