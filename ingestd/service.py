@@ -109,13 +109,13 @@ class Service:
             keep_payload_bytes=settings.limits.max_payload_bytes,
         )
         self.state_files = StateFiles(settings.state.path)
-        self._field_types_changed = asyncio.Event()  # or the device registry: save soon
+        self._learned_changed = asyncio.Event()  # field types, devices or alerts: save soon
         # events and alerts that must reach the broker, published by the "outbox" task
         self.outbox = Outbox(settings.events.max_pending)
         self.devices: DeviceRegistry | None = None
         if settings.events.enabled:
             self.devices = DeviceRegistry(self.outbox)
-            self.devices.on_change = self._field_types_changed.set
+            self.devices.on_change = self._learned_changed.set
         self.alerts: Alerts | None = None
         # alert transitions POSTed to events.webhook_url, through an outbox of their own
         self.webhook_outbox = Outbox(settings.events.max_pending)
@@ -128,7 +128,7 @@ class Service:
                 settings.limits.max_series_per_route,
                 webhook=(self.webhook_outbox, url) if url else None,
             )
-            self.alerts.on_change = self._field_types_changed.set
+            self.alerts.on_change = self._learned_changed.set
         self.pipeline = Pipeline(
             routes,
             self.buffer,
@@ -328,7 +328,7 @@ class Service:
         """Every task but ingest and flush, each supervised: the spool replay, the dead-letter
         flusher, self-metrics, the ack watchdog, the state saver, and what events and alerts
         need: the outbox, the webhook's outbox, the silence watch."""
-        s = self.settings
+        s, ev = self.settings, self.settings.events
         if self.spool is not None:
             self._start("spool-replay", self.flusher.replay_forever())
         self._start("deadletter-flush", self.dead_letters.flush_every(1.0))
@@ -337,7 +337,6 @@ class Service:
         self._start("ack-watchdog", self._watch_acks())
         self._start("state-save", self._save_learned_state())
         if self.devices is not None or self.alerts is not None:
-            ev = s.events
             self._start(
                 "outbox", self.outbox.run(self.source.publish, ev.retry_min_s, ev.retry_max_s)
             )
@@ -445,7 +444,7 @@ class Service:
                 database=held_type,
                 fix="change the route's types to what the database holds, or drop the field there",
             )
-        types.on_change = self._field_types_changed.set
+        types.on_change = self._learned_changed.set
 
     async def _save_learned_state(self) -> None:
         """At most one save a second, however fast fields, devices and alerts change: a type
@@ -453,14 +452,14 @@ class Service:
         device announced and not yet saved is announced again (at least once), an alert
         transition not yet saved may be sent again."""
         while True:
-            await self._field_types_changed.wait()
+            await self._learned_changed.wait()
             await asyncio.sleep(1.0)
-            self._field_types_changed.clear()
+            self._learned_changed.clear()
             for name, state in self._learned():
                 if state.changed:
                     self.state_files.save(name, state)
             if any(state.changed for _, state in self._learned()):
-                self._field_types_changed.set()  # a save failed (logged): again in a second
+                self._learned_changed.set()  # a save failed (logged): again in a second
 
     def _settle_leftovers(self) -> tuple[int, int]:
         """Shutdown step 4: what is left goes to the spool if there is one; else unacked QoS 1
