@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ingestd.routes import Route
 
-ACCOUNT_LEVELS = {"%u": "user name", "%c": "client id"}
+ACCOUNT_LEVELS = ("%u", "%c")  # the account's user name, its client id
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +56,6 @@ def disagreement(pattern: str, route: Route) -> str | None:
     # the levels a topic of both has; '#' in either covers the rest of the other
     ends_open = levels[-1] == "#"
     fixed = levels[:-1] if ends_open else levels
-    if not ends_open and not template.rest and len(fixed) != width:
-        return None
     if not ends_open and len(fixed) < width:
         return None
     if not template.rest and len(fixed) > width:

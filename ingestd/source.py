@@ -33,12 +33,9 @@ from ingestd.mqtt.packets import MqttProtocolError
 from ingestd.mqtt.reasons import reason_words, refused
 from ingestd.records import RawMessage
 from ingestd.telemetry import Telemetry
-from ingestd.topics import CACHED_TOPIC_MAX_BYTES
+from ingestd.topics import BROKER_STATS, CACHED_TOPIC_MAX_BYTES
 
 TOPIC_CACHE_SIZE = 50_000  # cleared when full, like the route cache
-# the broker's counters ingestd reads (mqtt.broker_stats): Mosquitto's $SYS topics. Never
-# routed; a message on them goes to the telemetry, not the pipeline.
-BROKER_STATS = ("$SYS/broker/publish/messages/dropped", "$SYS/broker/store/messages/count")
 CLOSE_LINGER_S = 0.1  # between the last acks and the disconnect, at shutdown (see run)
 
 

@@ -17,7 +17,7 @@ from prometheus_client.registry import Collector
 
 from ingestd.errors import DropReason
 from ingestd.logs import get_logger
-from ingestd.topics import filter_matches
+from ingestd.topics import BROKER_STATS, BROKER_STORED, filter_matches
 
 if TYPE_CHECKING:
     from ingestd.records import RawMessage
@@ -203,12 +203,12 @@ class Telemetry:
         self.log.error("mqtt_subscription_refused", topic_filter=topic_filter, reason=reason)
 
     def broker_stat(self, topic: str, payload: bytes) -> None:
-        """A $SYS counter from the broker (source.BROKER_STATS). Drops that grow are logged."""
+        """A $SYS counter from the broker (topics.BROKER_STATS). Drops that grow are logged."""
         text = payload[:20].decode("ascii", "replace").strip()
         if not text.isdigit():
             return
         value = int(text)
-        if topic.endswith("/store/messages/count"):
+        if topic == BROKER_STORED:
             self.broker_stored = value
             return
         before, self.broker_dropped = self.broker_dropped, value
@@ -225,7 +225,7 @@ class Telemetry:
     def broker_stats_refused(self, reason: str) -> None:
         self.log.info(
             "broker_stats_unavailable",
-            topics=["$SYS/broker/publish/messages/dropped", "$SYS/broker/store/messages/count"],
+            topics=list(BROKER_STATS),
             reason=reason,
         )
 

@@ -6,9 +6,14 @@ letters against subscriptions, and to name the filter a message came by."""
 from __future__ import annotations
 
 SHARED_PREFIX = "$share/"
+# the broker's counters ingestd reads (mqtt.broker_stats): Mosquitto's $SYS topics for messages it
+# dropped and messages it holds. Never routed: the source hands them to the telemetry.
+BROKER_DROPPED = "$SYS/broker/publish/messages/dropped"
+BROKER_STORED = "$SYS/broker/store/messages/count"
+BROKER_STATS = (BROKER_DROPPED, BROKER_STORED)
 # the longest topic the topic caches (source, routes) hold: longer ones are decoded and matched
-# each time. Both caches full of invented 128-character topics (50,000 each) hold 44 MB,
-# measured with tracemalloc; unbounded, a topic may be 64 KiB each
+# each time. Both caches full of invented 128-character topics (50,000 each) hold 44 MB
+# (python -m benchmarks.topic_caches); unbounded, a topic may be 64 KiB each
 CACHED_TOPIC_MAX_BYTES = 128
 
 

@@ -21,6 +21,15 @@ def spool_at(path: Path, **kwargs: object) -> DiskSpool:
     return DiskSpool(path, **options)  # type: ignore[arg-type]
 
 
+def replay_all(spool: DiskSpool) -> list[str]:
+    """Take and accept everything, in order: each batch's first series (bounded by the spool)."""
+    seen = []
+    while (taken := spool.take()) is not None:
+        seen.append(taken.lines[0].split()[0])
+        spool.accept(taken)
+    return seen
+
+
 # The behaviour both buffers share is tested once, against both, in test_buffer.py.
 # -- the spool alone: the cursor, torn and corrupt records, the open transaction ------------------
 
@@ -74,11 +83,7 @@ def test_a_corrupt_record_in_the_middle_is_skipped_and_counted(tmp_path: Path) -
     segment.write_bytes(bytes(data))
     spool.close()  # the process ends, and its lock with it
     reopened = spool_at(tmp_path, segment_bytes=1 << 20)
-    seen = []
-    while (taken := reopened.take()) is not None:
-        seen.append(taken.lines[0].split()[0])
-        reopened.accept(taken)
-    assert seen == ["m,d=a", "m,d=c"]
+    assert replay_all(reopened) == ["m,d=a", "m,d=c"]
     assert reopened.stats.corrupt_records == 1
 
 
@@ -184,11 +189,7 @@ def test_a_crafted_record_with_a_valid_checksum_cannot_make_replay_allocate(tmp_
     spool.store(batch_of("c"))
     spool.close()  # the process ends, and its lock with it
     reopened = spool_at(tmp_path, segment_bytes=1 << 20)
-    seen = []
-    while (taken := reopened.take()) is not None:
-        seen.append(taken.lines[0].split()[0])
-        reopened.accept(taken)
-    assert seen == ["m,d=a", "m,d=c"]
+    assert replay_all(reopened) == ["m,d=a", "m,d=c"]
     assert reopened.stats.corrupt_records == 1
 
 
