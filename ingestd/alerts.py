@@ -22,16 +22,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import orjson
 
 from ingestd.config import AlertSettings
 from ingestd.outbox import Outbox
-from ingestd.records import FieldValue, Point
+from ingestd.records import FieldValue, Point, Series
+from ingestd.timestamps import ns_to_iso
 
 DEVICE_BACK = "ingestd/events/device_back"
-Series = tuple[str, tuple[tuple[str, str], ...]]
 
 
 @dataclass(slots=True)
@@ -56,10 +55,6 @@ class Watch:
 class Rule:
     settings: AlertSettings
     watches: dict[Series, Watch] = field(default_factory=dict)
-
-
-def _iso(ns: int) -> str:
-    return datetime.fromtimestamp(ns / 1e9, UTC).isoformat()
 
 
 class Alerts:
@@ -236,8 +231,8 @@ class Alerts:
             "hysteresis": s.hysteresis,
             "tags": tags,
             "device": device,
-            "since": _iso(since),
-            "time": _iso(now_ns),
+            "since": ns_to_iso(since),
+            "time": ns_to_iso(now_ns),
         }
         body = orjson.dumps(payload)
         self.outbox.put(f"alerts/raw/{device}/{s.name}", body)
@@ -257,7 +252,7 @@ class Alerts:
             "rule": rule.settings.name,
             "tags": dict(watch.tags),
             "device": dict(watch.tags).get("device", "all"),
-            "time": _iso(now_ns),
+            "time": ns_to_iso(now_ns),
         }
         self.outbox.put(DEVICE_BACK, orjson.dumps(event))
 

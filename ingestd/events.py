@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 import orjson
 
 from ingestd.outbox import Outbox
 from ingestd.records import Point
+from ingestd.timestamps import ns_to_iso
 
 DEVICE_NEW = "ingestd/events/device_new"
 
@@ -49,7 +49,7 @@ class DeviceRegistry:
             "measurement": point.measurement,
             "tags": dict(point.tags),
             "fields": dict(point.fields),
-            "time": datetime.fromtimestamp(point.time_ns / 1e9, UTC).isoformat(),
+            "time": ns_to_iso(point.time_ns),
             "published_ns": time.time_ns(),
         }
         self.outbox.put(DEVICE_NEW, orjson.dumps(event), lambda: self._announced(key))

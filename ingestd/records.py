@@ -37,6 +37,10 @@ class Point(NamedTuple):
     time_ns: int
 
 
+# a series: measurement and tags, as a Point holds them (what the rules remember things by)
+Series = tuple[str, tuple[tuple[str, str], ...]]
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     """A message (or the line it became) that was not written, and why."""

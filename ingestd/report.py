@@ -29,12 +29,10 @@ from typing import NamedTuple
 import orjson
 
 from ingestd.config import ReportSettings
-from ingestd.records import FieldValue, Point
+from ingestd.records import FieldValue, Point, Series
 
 DEADBAND, DUPLICATE = "deadband", "duplicate"
 SUPPRESSION_REASONS = (DEADBAND, DUPLICATE)
-
-Series = tuple[str, tuple[tuple[str, str], ...]]
 
 
 class Written(NamedTuple):

@@ -77,6 +77,11 @@ def _split_fraction(text: str) -> tuple[str, str, str] | None:
     return None
 
 
+def ns_to_iso(ns: int) -> str:
+    """A nanosecond Unix time as ISO 8601 in UTC (what events and alerts carry)."""
+    return datetime.fromtimestamp(ns / 1e9, UTC).isoformat()
+
+
 def iso_to_ns(text: str, naive_tz: tzinfo = UTC) -> int:
     fraction_ns = 0
     head = text.strip()
