@@ -8,6 +8,7 @@ acknowledgement it receives. Every loop is bounded by a deadline.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -80,7 +81,10 @@ class ScriptedBroker:
                 continue
             with conn:
                 conn.settimeout(0.2)
-                self._session(conn)
+                # a client that hangs up while we write (ingestd aborting on a hostile packet
+                # still being sent) ends its session, not the broker
+                with contextlib.suppress(OSError):
+                    self._session(conn)
 
     def _read_packet(self, conn: socket.socket, buf: bytearray) -> tuple[int, bytes] | None:
         """One whole packet (first byte, body), or None when the client is gone or time is up."""

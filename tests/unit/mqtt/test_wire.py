@@ -101,7 +101,9 @@ def publish_qos1(topic: bytes, payload: bytes, packet_id: int, v5: bool, props: 
     return b"\x32" + varint(len(body) + len(payload)) + body + payload
 
 
-@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+# no deadline: a 60 KB message fed a byte at a time is 60,000 calls, whose time depends on the
+# machine (coverage on a loaded one took 290 ms); what is tested here is the result, in any split
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(
     size=st.integers(4097, 60_000),
     chunk=st.integers(1, 70_000),
