@@ -33,6 +33,15 @@ INIT_ONLY = {
     "in InfluxDB too (docker compose exec influxdb influx user password -n admin)",
     "GF_SECURITY_ADMIN_PASSWORD": "Grafana applies it at its first start only: after rotating, set "
     "it in Grafana too (docker compose exec grafana grafana cli admin reset-admin-password ...)",
+    **{
+        f"INFLUXDB_{account}_PASSWORD": "InfluxDB keeps the password its init script set: after "
+        "rotating, docker compose up -d, then docker compose exec influxdb "
+        "/docker-entrypoint-initdb.d/buckets-and-accounts.sh to set it there too"
+        for account in ("INGESTD", "GRAFANA", "N8N")
+    },
+    "INFLUXDB3_ADMIN_TOKEN": "InfluxDB 3 Core takes it at its first start only: rotate it only "
+    "with a fresh InfluxDB 3 volume (docker compose -f compose.yaml -f compose.influxdb3.yaml "
+    "down, docker volume rm p4n4-iot_influxdb3-data), which loses the data it holds",
     "N8N_ENCRYPTION_KEY": "n8n encrypted its stored credentials with it and refuses to start with "
     "another: rotate it only with a fresh n8n volume (docker compose -f compose.ai.yaml down, "
     "docker volume rm p4n4-ai_n8n-data), which re-imports the workflows and credentials",
@@ -46,7 +55,13 @@ PBKDF2_ITERATIONS = 1000  # mosquitto's own default is 101; it verifies any coun
 HERE = Path(__file__).resolve().parent
 
 
+# InfluxDB 3 takes an admin token only with this prefix (its offline admin token file)
+TOKEN_PREFIX = {"INFLUXDB3_ADMIN_TOKEN": "apiv3_"}
+
+
 def random_value(name: str) -> str:
+    if name in TOKEN_PREFIX:
+        return TOKEN_PREFIX[name] + secrets.token_urlsafe(48)
     if name.endswith(("_TOKEN", "_KEY")):
         return secrets.token_hex(32)
     while True:  # a digit, a capital and a small letter: n8n's owner form refuses less

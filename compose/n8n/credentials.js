@@ -18,10 +18,13 @@ const credentials = [
     },
   },
   {
-    id: "p4n4InfluxToken1",
-    name: "p4n4 InfluxDB token",
-    type: "httpHeaderAuth",
-    data: { name: "Authorization", value: `Token ${env.INFLUXDB_ADMIN_TOKEN}` },
+    // n8n's own InfluxDB account (compose/influxdb-init/accounts): basic auth on InfluxQL's
+    // /query and /write, which InfluxDB 1.x, 2.x (a v1 authorization) and 3 Core (the password
+    // is a token there) all take
+    id: "p4n4InfluxN8nUser1",
+    name: "p4n4 InfluxDB (n8n account)",
+    type: "httpBasicAuth",
+    data: { user: env.INFLUXDB_N8N_USER, password: env.INFLUXDB_N8N_PASSWORD },
   },
 ];
 process.stdout.write(JSON.stringify(credentials));

@@ -8,6 +8,7 @@ protocol; started with -retentionPeriod=100y or it silently drops old timestamps
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import getpass
 import json
@@ -184,9 +185,14 @@ class InfluxDB1(Process, Database):
     api = "v1"
     database = "sensors"
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
-        """On `port` (its RPC on the next one), or on free ports."""
+    def __init__(
+        self, workdir: Path, port: int | None = None, admin: tuple[str, str] | None = None
+    ) -> None:
+        """On `port` (its RPC on the next one), or on free ports. With `admin` (user, password),
+        authentication is on: that admin is created first, and queries log in as it unless
+        told otherwise."""
         port, rpc = (port, port + 1) if port else (free_port(), free_port())
+        self.admin = admin
         data = workdir / "influxdb"
         conf = workdir / "influxdb.conf"
         conf.write_text(
@@ -194,6 +200,7 @@ class InfluxDB1(Process, Database):
             f'[meta]\n  dir = "{data}/meta"\n'
             f'[data]\n  dir = "{data}/data"\n  wal-dir = "{data}/wal"\n  query-log-enabled = false\n'
             f'[http]\n  bind-address = "127.0.0.1:{port}"\n  log-enabled = false\n'
+            f"  auth-enabled = {'true' if admin else 'false'}\n"
             "[monitor]\n  store-enabled = false\n"
         )
         super().__init__(
@@ -207,15 +214,37 @@ class InfluxDB1(Process, Database):
     def start(self, timeout_s: float = 30) -> None:
         Process.start(self, timeout_s)
         wait_until(lambda: http("GET", f"{self.url}/ping")[0] == 204, timeout_s, "influxd ping")
+        if self.admin:  # the one statement InfluxDB takes without a login, while it has no user
+            user, password = self.admin
+            status, body = self.request(
+                "POST", "/query", {"q": f"CREATE USER {quote_name(user)} WITH PASSWORD "
+                                   f"{quote_string(password)} WITH ALL PRIVILEGES"}, None
+            )  # fmt: skip
+            assert status == 200, body
         self.query(f"CREATE DATABASE {self.database}")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         Process.stop(self, sig)
 
-    def query(self, q: str, database: str | None = None) -> Any:
-        """An InfluxQL query on the sensors' database, or on `database`."""
-        params = urllib.parse.urlencode({"q": q, "db": database or self.database, "epoch": "ns"})
-        status, body = http("POST", f"{self.url}/query?{params}")
+    def request(
+        self, method: str, path: str, params: dict[str, str], login: tuple[str, str] | None,
+        body: bytes | None = None,
+    ) -> tuple[int, bytes]:  # fmt: skip
+        """One HTTP request, with basic auth as `login` when given."""
+        headers = {}
+        if login is not None:
+            credentials = base64.b64encode(f"{login[0]}:{login[1]}".encode()).decode("ascii")
+            headers["Authorization"] = f"Basic {credentials}"
+        url = f"{self.url}{path}?{urllib.parse.urlencode(params)}"
+        return http(method, url, body, headers)
+
+    def query(
+        self, q: str, database: str | None = None, login: tuple[str, str] | None = None
+    ) -> Any:
+        """An InfluxQL query on the sensors' database, or on `database`; as `login`, or as the
+        admin where authentication is on."""
+        params = {"q": q, "db": database or self.database, "epoch": "ns"}
+        status, body = self.request("POST", "/query", params, login or self.admin)
         assert status == 200, body
         return json.loads(body)
 
@@ -265,6 +294,16 @@ class InfluxDB1(Process, Database):
                     }
                 )
         return points
+
+
+def quote_name(name: str) -> str:
+    """An InfluxQL identifier, double-quoted."""
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def quote_string(value: str) -> str:
+    """An InfluxQL string literal, single-quoted."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 class VictoriaMetrics(Process, Database):

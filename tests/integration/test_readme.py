@@ -29,7 +29,7 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
-STACK_ENVIRONMENT = ("MQTT_INGESTD_USER", "INFLUXDB_ORG", "INFLUXDB_BUCKET")
+STACK_ENVIRONMENT = ("MQTT_INGESTD_USER", "INFLUXDB_BUCKET", "INFLUXDB_INGESTD_USER")
 
 
 def blocks(section: str) -> list[str]:

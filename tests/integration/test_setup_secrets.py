@@ -46,6 +46,7 @@ def test_secrets_are_random_kept_rotated_and_the_passwd_works_in_mosquitto(tmp_p
     )
     assert len({first[k] for k in placeholders}) == len(placeholders)  # all distinct
     assert first["INFLUXDB_ORG"] == "p4n4" and first["EI_API_KEY"] == ""
+    assert first["INFLUXDB3_ADMIN_TOKEN"].startswith("apiv3_")  # 3 Core refuses it otherwise
     assert env.stat().st_mode & 0o777 == 0o600
 
     setup.setup(example, env, passwd, rotate=False)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,3 +22,30 @@ def load_yaml(path: Path) -> Any:
 
 def env_file(path: Path) -> dict[str, str]:
     return dict(re.findall(r"^([A-Z][A-Z0-9_]*)=(.*)$", path.read_text(), flags=re.M))
+
+
+ACCOUNTS = COMPOSE / "influxdb-init" / "accounts"
+
+
+@dataclass(frozen=True)
+class Account:
+    """A service's InfluxDB account, as compose/influxdb-init/accounts lists it: buckets by
+    their names there (sensors, ingestd)."""
+
+    name: str  # INGESTD: its user and password are INFLUXDB_INGESTD_USER, _PASSWORD in .env
+    read: frozenset[str]
+    write: frozenset[str]
+
+    def login(self, env: dict[str, str]) -> tuple[str, str]:
+        return env[f"INFLUXDB_{self.name}_USER"], env[f"INFLUXDB_{self.name}_PASSWORD"]
+
+
+def influx_accounts() -> dict[str, Account]:
+    out = {}
+    for line in ACCOUNTS.read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        name, read, write = line.split()
+        buckets = [frozenset() if b == "-" else frozenset(b.split(",")) for b in (read, write)]
+        out[name] = Account(name, *buckets)
+    return out

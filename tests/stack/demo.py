@@ -1,9 +1,10 @@
 """The IoT stack as `docker compose --profile demo up` runs it, without Docker: the shipped
 mosquitto.conf, ACL and a setup_secrets.py passwd in a real Mosquitto; ingestd with
-compose/ingest.toml (only host names, ports and the API flavour changed, through its
-${VAR:-default} references); InfluxDB 1.6 for 2.7 on the v1 API; and the demo simulator with
-the compose `simulator` service's arguments. Used by the rehearsal test and the demo-alerts
-benchmark."""
+compose/ingest.toml (only host names and ports changed, through its ${VAR:-default}
+references); InfluxDB 1.6 for 2.7 on the v1 API, with authentication on and the services'
+accounts of compose/influxdb-init/accounts granted as its init script grants them in 2.7
+(ingestd logs in with its own); and the demo simulator with the compose `simulator` service's
+arguments. Used by the rehearsal test and the demo-alerts benchmark."""
 
 from __future__ import annotations
 
@@ -19,10 +20,17 @@ from pathlib import Path
 import yaml
 
 from ingestd.config import load_settings
-from ingestd.devtools.servers import InfluxDB1, free_port, http, wait_until
+from ingestd.devtools.servers import (
+    InfluxDB1,
+    free_port,
+    http,
+    quote_name,
+    quote_string,
+    wait_until,
+)
 from tests.integration.shipped import start_shipped_broker
 
-from .conftest import COMPOSE, STACKS, env_file
+from .conftest import COMPOSE, STACKS, env_file, influx_accounts
 
 
 @dataclass
@@ -33,6 +41,31 @@ class DemoStack:
     mqtt_port: int
     env: dict[str, str]  # the .env setup_secrets.py wrote
     work: Path
+
+    def login(self, account: str) -> tuple[str, str]:
+        """A service's InfluxDB user and password (GRAFANA, N8N, INGESTD)."""
+        return influx_accounts()[account].login(self.env)
+
+    @property
+    def buckets(self) -> dict[str, str]:
+        """The database of each bucket name compose/influxdb-init/accounts uses."""
+        return {"sensors": self.sensors, "ingestd": self.metrics_db}
+
+
+def grant_accounts(stack: DemoStack) -> None:
+    """What compose/influxdb-init/buckets-and-accounts.sh does in InfluxDB 2.7, in 1.x terms:
+    the buckets as databases, and each account a user with READ, WRITE or ALL on them."""
+    db = stack.db
+    for database in stack.buckets.values():
+        db.query(f"CREATE DATABASE {quote_name(database)}")
+    for account in influx_accounts().values():
+        user, password = account.login(stack.env)
+        db.query(f"CREATE USER {quote_name(user)} WITH PASSWORD {quote_string(password)}")
+        for bucket in account.read | account.write:
+            both = bucket in account.read and bucket in account.write
+            privilege = "ALL" if both else "READ" if bucket in account.read else "WRITE"
+            database = quote_name(stack.buckets[bucket])
+            db.query(f"GRANT {privilege} ON {database} TO {quote_name(user)}")
 
 
 def interpolate(text: str, env: dict[str, str]) -> str:
@@ -52,14 +85,13 @@ def demo_stack(
     )  # fmt: skip
     env = env_file(env_path)
     broker, mqtt_port, _ = start_shipped_broker(work, passwd)
-    db = InfluxDB1(work)
+    db = InfluxDB1(work, admin=(env["INFLUXDB_ADMIN_USER"], env["INFLUXDB_ADMIN_PASSWORD"]))
     db.start()
     http_port = free_port()
     overrides = {
         "MQTT_HOST": "127.0.0.1",
         "MQTT_PORT": str(mqtt_port),
         "INFLUXDB_URL": db.url,
-        "INFLUXDB_API": "v1",
         "INGESTD_HTTP_HOST": "127.0.0.1",
         "INGESTD_HTTP_PORT": str(http_port),
     }
@@ -72,6 +104,7 @@ def demo_stack(
         os.environ.clear()
         os.environ.update(saved)
     stack = DemoStack(db, env["INFLUXDB_BUCKET"], metrics_db, mqtt_port, env, work)
+    grant_accounts(stack)
     ingestd = subprocess.Popen(
         [sys.executable, "-m", "ingestd", "--config", str(COMPOSE / "ingest.toml")],
         cwd=work, env=daemon_env, stdout=(work / "ingestd.log").open("wb"),

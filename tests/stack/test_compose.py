@@ -240,3 +240,21 @@ def test_the_image_leaves_the_dev_tools_out_and_ingestd_local_says_so(
     monkeypatch.setitem(sys.modules, "ingestd.devtools.local", None)  # as if not installed
     assert run_cli(["local"]) == 1
     assert "not in this installation" in capsys.readouterr().err
+
+
+# the services with an InfluxDB account of their own (compose/influxdb-init/accounts)
+OWN_ACCOUNT = {"ingestd": "INGESTD", "grafana": "GRAFANA", "n8n-import": "N8N"}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_no_service_but_influxdb_holds_the_admin_token_and_each_only_its_own_login(
+    stack: str,
+) -> None:
+    """Before issue 13 ingestd, Grafana and n8n each held the all-access admin token."""
+    for name, service in services(stack).items():
+        if name == "influxdb":
+            continue
+        values = " ".join(str(v) for v in (service.get("environment") or {}).values())
+        assert "ADMIN_TOKEN" not in values, name
+        logins = set(re.findall(r"INFLUXDB_([A-Z0-9]+)_(?:USER|PASSWORD)\b", values))
+        assert logins == ({OWN_ACCOUNT[name]} if name in OWN_ACCOUNT else set()), name

@@ -39,15 +39,17 @@ def test_the_datasources_speak_influxql_and_their_variables_reach_grafana() -> N
     for ds in found.values():
         assert ds["type"] == "influxdb" and ds["jsonData"]["version"] == "InfluxQL"
         assert ds["url"] == "http://influxdb:8086"
-        # InfluxDB 2.x and 3 take the token on /query in this header
-        assert ds["jsonData"]["httpHeaderName1"] == "Authorization"
-        assert ds["secureJsonData"]["httpHeaderValue1"] == "Token $INFLUXDB_ADMIN_TOKEN"
+        # Grafana's own account, read only (compose/influxdb-init/accounts), as basic auth:
+        # never the admin token, and nothing in a header the rehearsal would not send
+        assert ds["user"] == "$INFLUXDB_GRAFANA_USER"
+        assert ds["secureJsonData"] == {"password": "$INFLUXDB_GRAFANA_PASSWORD"}
+        assert not ds.get("basicAuth") and "httpHeaderName1" not in ds["jsonData"]
         assert ds["jsonData"]["dbName"] == ds["database"]
     assert found["p4n4-influxdb"]["database"] == "$INFLUXDB_BUCKET"
     assert found["p4n4-ingestd"]["database"] == "ingestd"  # self_metrics.database
     text = (GRAFANA / "provisioning" / "datasources" / "influxdb.yaml").read_text()
     used = set(re.findall(r"\$\{?([A-Z][A-Z0-9_]*)", text))
-    assert used == {"INFLUXDB_BUCKET", "INFLUXDB_ADMIN_TOKEN"}
+    assert used == {"INFLUXDB_BUCKET", "INFLUXDB_GRAFANA_USER", "INFLUXDB_GRAFANA_PASSWORD"}
     grafana = load_yaml(STACKS["iot"])["services"]["grafana"]
     assert used <= set(grafana["environment"])
     mounts = {v.split(":")[1]: v.split(":")[0] for v in grafana["volumes"]}

@@ -3,9 +3,11 @@ from the shipped files against local servers, then every dashboard query execute
 
 - Mosquitto with the shipped mosquitto.conf and ACL (listener ports rewritten) and a passwd
   written by `compose/setup_secrets.py` from `.env.example`.
-- ingestd with the shipped compose/ingest.toml; only host names, ports and the API flavour
-  change, through the ${VAR:-default} references the file holds. InfluxDB 1.6 stands in for
-  2.7 on the v1 API: the InfluxQL the dashboards speak is the same.
+- ingestd with the shipped compose/ingest.toml; only host names and ports change, through
+  the ${VAR:-default} references the file holds. InfluxDB 1.6 stands in for 2.7 on the v1 API:
+  the InfluxQL the dashboards speak is the same. Authentication is on, and each service logs
+  in with its own account as compose/influxdb-init/accounts grants it: ingestd writes with
+  its own, the dashboards are queried as Grafana's (read only), the digest as n8n's.
 - The demo simulator with the exact arguments of the compose `simulator` service.
 - Then every panel and template variable of both dashboards, expanded as Grafana expands them
   (tests/stack/grafana.py), with "All" and with one value selected: each must return rows
@@ -27,7 +29,7 @@ import pytest
 
 from ingestd.devtools.servers import InfluxDB1, wait_until
 
-from .conftest import COMPOSE, REPO
+from .conftest import COMPOSE, REPO, influx_accounts
 from .demo import demo_stack
 from .grafana import ALL, expand, resolve
 
@@ -51,7 +53,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             reports_s + 20,
             "self-metrics reports",
         )
-        yield {"db": demo.db, "sensors": demo.sensors, "work": demo.work}
+        yield {"db": demo.db, "sensors": demo.sensors, "work": demo.work, "demo": demo}
 
 
 def reports(db: InfluxDB1, database: str) -> int:
@@ -60,8 +62,11 @@ def reports(db: InfluxDB1, database: str) -> int:
     return int(series[0]["values"][0][1]) if series else 0
 
 
-def run(db: InfluxDB1, database: str, query: str) -> list[dict[str, Any]]:
-    result = db.query(query, database)["results"][0]
+def run(
+    db: InfluxDB1, database: str, query: str, login: tuple[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """A query's series, as `login` (Grafana's account, in the dashboard tests)."""
+    result = db.query(query, database, login)["results"][0]
     assert "error" not in result, (query, result["error"])
     series: list[dict[str, Any]] = result.get("series", [])
     return series
@@ -105,15 +110,16 @@ HEALTH_PANELS = {
 def test_every_sensor_panel_shows_the_fleet_and_nothing_of_ingestd(
     stack: dict[str, Any], selection: str
 ) -> None:
-    db, sensors = stack["db"], stack["sensors"]
+    db, sensors, grafana = stack["db"], stack["sensors"], stack["demo"].login("GRAFANA")
     board = dashboard("sensor-overview.json")
-    measurements = [row[0] for s in run(db, sensors, "SHOW MEASUREMENTS") for row in s["values"]]
+    shown_measurements = run(db, sensors, "SHOW MEASUREMENTS", grafana)
+    measurements = [row[0] for s in shown_measurements for row in s["values"]]
     assert measurements and not [m for m in measurements if m.startswith("ingestd")]
 
     def choose(variable: dict[str, Any], options: list[str]) -> list[str] | object:
         return ALL if selection == "all" else [options[0]]
 
-    values = resolve(board["templating"]["list"], choose, lambda q: run(db, sensors, q))
+    values = resolve(board["templating"]["list"], choose, lambda q: run(db, sensors, q, grafana))
     shown = {}
     for panel in board["panels"]:
         prefix, tags = SENSOR_PANELS[panel["id"]]
@@ -124,7 +130,7 @@ def test_every_sensor_panel_shows_the_fleet_and_nothing_of_ingestd(
         rows = 0
         for measurement in repeats:
             query = expand(panel["targets"][0]["query"], {**values, "measurement": measurement})
-            for series in run(db, sensors, query):
+            for series in run(db, sensors, query, grafana):
                 assert not series["name"].startswith("ingestd"), (panel["title"], series)
                 columns = series["columns"]
                 assert any(c.startswith(prefix) for c in columns), (panel["title"], columns)
@@ -138,20 +144,20 @@ def test_every_sensor_panel_shows_the_fleet_and_nothing_of_ingestd(
 
 @pytest.mark.parametrize("selection", ["all", "one"])
 def test_every_health_panel_shows_ingestd(stack: dict[str, Any], selection: str) -> None:
-    db = stack["db"]
+    db, grafana = stack["db"], stack["demo"].login("GRAFANA")
     board = dashboard("ingestd-health.json")
 
     def choose(variable: dict[str, Any], options: list[str]) -> list[str] | object:
         return ALL if selection == "all" else [options[0]]
 
-    values = resolve(board["templating"]["list"], choose, lambda q: run(db, "ingestd", q))
+    values = resolve(board["templating"]["list"], choose, lambda q: run(db, "ingestd", q, grafana))
     shown = {}
     for panel in board["panels"]:
         assert database_of(panel, stack["sensors"]) == "ingestd"
         columns_seen: set[str] = set()
         rows = 0
         for target in panel["targets"]:
-            for series in run(db, "ingestd", expand(target["query"], values)):
+            for series in run(db, "ingestd", expand(target["query"], values), grafana):
                 columns_seen |= set(series["columns"])
                 rows += sum(1 for row in series["values"] if any(v is not None for v in row[1:]))
         wanted = set(HEALTH_PANELS[panel["id"]])
@@ -172,7 +178,8 @@ def test_the_alerts_annotation_query_runs(stack: dict[str, Any]) -> None:
     (annotation,) = [a for a in board["annotations"]["list"] if a.get("query")]
     assert annotation["datasource"]["uid"] == "p4n4-influxdb"
     assert not NOT_IN_INFLUXDB_3.search(annotation["query"])
-    for series in run(stack["db"], stack["sensors"], expand(annotation["query"], {})):
+    grafana = stack["demo"].login("GRAFANA")
+    for series in run(stack["db"], stack["sensors"], expand(annotation["query"], {}), grafana):
         assert {"state", "value"} <= set(series["columns"])
 
 
@@ -189,9 +196,35 @@ def test_the_n8n_digest_query_runs_and_its_code_node_summarises_the_answer(
         p["name"]: p["value"] for p in node["parameters"]["queryParameters"]["parameters"]
     }
     assert not NOT_IN_INFLUXDB_3.search(parameters["q"])
-    answer = stack["db"].query(parameters["q"], stack["sensors"])
+    answer = stack["db"].query(parameters["q"], stack["sensors"], stack["demo"].login("N8N"))
     assert "error" not in answer["results"][0], answer
     out = digest_prompt(answer)
     print(f"\ndigest: {out['series']} series summarised")
     assert out["series"] > 20  # 20 devices, several fields each
     assert "ingestd" not in out["prompt"]
+
+
+def test_each_service_may_read_and_write_what_its_account_says_and_no_more(
+    stack: dict[str, Any],
+) -> None:
+    """The accounts as granted: each service's login, on each database, may read (SHOW
+    MEASUREMENTS answers, not 403) and write (a line that cannot parse is refused as bad, 400, not as
+    forbidden, 403, so nothing is stored) exactly where compose/influxdb-init/accounts says.
+    That they suffice is what the tests above show: ingestd stored the fleet and its metrics
+    with its own, every panel answered Grafana's, the digest answered n8n's."""
+    demo = stack["demo"]
+    seen = {}
+    for name, account in influx_accounts().items():
+        login = account.login(demo.env)
+        for bucket, database in demo.buckets.items():
+            params = {"q": "SHOW MEASUREMENTS", "db": database}
+            status, body = demo.db.request("POST", "/query", params, login)
+            assert status in (200, 403), (name, bucket, status, body)
+            may_read = status == 200 and "error" not in json.loads(body)["results"][0]
+            status, body = demo.db.request("POST", "/write", {"db": database}, login, b"bad line")
+            assert status in (400, 403), (name, bucket, status, body)
+            seen[(name, bucket)] = (may_read, status == 400)
+            assert seen[(name, bucket)] == (bucket in account.read, bucket in account.write)
+    assert seen[("GRAFANA", "sensors")] == (True, False)  # the dashboards only read
+    assert seen[("N8N", "ingestd")] == (False, False)
+    print(f"\naccounts (read, write): {seen}")

@@ -18,9 +18,9 @@ SHIPPED = Path(__file__).resolve().parents[2] / "compose" / "ingest.toml"
 STACK_ENVIRONMENT = (
     "MQTT_INGESTD_USER",
     "MQTT_INGESTD_PASSWORD",
-    "INFLUXDB_ORG",
     "INFLUXDB_BUCKET",
-    "INFLUXDB_ADMIN_TOKEN",
+    "INFLUXDB_INGESTD_USER",
+    "INFLUXDB_INGESTD_PASSWORD",
 )
 HEADER = re.compile(r"^\[{1,2}([a-z_]+)\]{1,2}")
 # a key as written, or commented out (`# ca_file = ...`), or offered as an alternative in a
@@ -65,12 +65,15 @@ def test_the_shipped_config_loads_with_the_stack_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     for name, value in zip(
-        STACK_ENVIRONMENT, ("ingestd", "x", "p4n4", "sensors", "t"), strict=True
+        STACK_ENVIRONMENT, ("ingestd", "x", "sensors", "ingestd", "y"), strict=True
     ):
         monkeypatch.setenv(name, value)
     settings = load_settings(SHIPPED)
-    assert settings.mqtt.host == "mosquitto" and settings.influx.bucket == "sensors"
+    assert settings.mqtt.host == "mosquitto" and settings.influx.database == "sensors"
     assert settings.mqtt.password() == "x"
+    # ingestd's own InfluxDB account (compose/influxdb-init/accounts), never the admin token
+    assert settings.influx.api == "v1" and settings.influx.username == "ingestd"
+    assert settings.influx.password() == "y" and settings.influx.token_env is None
     assert len(compile_routes(settings).routes) == 4
 
 
@@ -117,7 +120,7 @@ def test_every_shipped_route_tags_the_device_the_dashboards_filter_on(
     from ingestd.service import check_message
     from ingestd.sim.fleet import Fleet
 
-    for name in ("MQTT_INGESTD_USER", "INFLUXDB_ORG", "INFLUXDB_BUCKET"):
+    for name in ("MQTT_INGESTD_USER", "INFLUXDB_BUCKET", "INFLUXDB_INGESTD_USER"):
         monkeypatch.setenv(name, "x")
     settings = load_settings(SHIPPED)
     formats = set()
