@@ -14,6 +14,8 @@ STACKS = {
     "ai": COMPOSE / "compose.ai.yaml",
     "edge": COMPOSE / "compose.edge.yaml",
 }
+# override files, each on top of the stack it names: `docker compose -f <stack> -f <override>`
+OVERRIDES = {"influxdb3": (COMPOSE / "compose.influxdb3.yaml", "iot")}
 
 
 def load_yaml(path: Path) -> Any:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import COMPOSE, REPO, STACKS, env_file, load_yaml
+from .conftest import COMPOSE, OVERRIDES, REPO, STACKS, env_file, load_yaml
 
 # ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?err}; $$ is a literal dollar for the container
 VAR = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:[:?-][^}]*)?\}")
@@ -33,15 +33,43 @@ DESIGN_SECRETS = [  # the p4n4 design's secrets table
 ]
 
 
+# each stack as compose runs it: the three files alone, and each override on top of its stack
+COMPOSED = [*STACKS, *(f"{base}+{name}" for name, (_, base) in OVERRIDES.items())]
+FILES = {**STACKS, **{name: path for name, (path, _) in OVERRIDES.items()}}
+
+
+def merge(base: Any, override: Any, path: tuple[str, ...] = ()) -> Any:
+    """compose's merge of an override file onto a stack, for what ours use: mappings merge key by
+    key (environment too); a service's volumes merge by their target path; every other sequence
+    (command, entrypoint, healthcheck.test) is replaced."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        out = dict(base)
+        for key, value in override.items():
+            out[key] = merge(base[key], value, (*path, key)) if key in base else value
+        return out
+    if len(path) == 3 and path[0] == "services" and path[2] == "volumes":
+        by_target = {str(v).split(":")[1]: v for v in [*base, *override]}
+        return list(by_target.values())
+    return override
+
+
+def document(stack: str) -> dict[str, Any]:
+    base, _, override = stack.partition("+")
+    loaded: dict[str, Any] = load_yaml(STACKS[base])
+    if override:
+        loaded = merge(loaded, load_yaml(OVERRIDES[override][0]))
+    return loaded
+
+
 def services(stack: str) -> dict[str, Any]:
-    result: dict[str, Any] = load_yaml(STACKS[stack])["services"]
+    result: dict[str, Any] = document(stack)["services"]
     return result
 
 
 def test_every_compose_file_matches_the_compose_spec_schema() -> None:
     check = Path(sys.executable).parent / "check-jsonschema"
     result = subprocess.run(
-        [str(check), "--builtin-schema", "vendor.compose-spec", *map(str, STACKS.values())],
+        [str(check), "--builtin-schema", "vendor.compose-spec", *map(str, FILES.values())],
         capture_output=True,
         text=True,
         timeout=120,
@@ -50,7 +78,7 @@ def test_every_compose_file_matches_the_compose_spec_schema() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("path", [*STACKS.values(), COMPOSE / "production.env"], ids=str)
+@pytest.mark.parametrize("path", [*FILES.values(), COMPOSE / "production.env"], ids=str)
 def test_every_variable_is_defined_in_env_example(path: Path) -> None:
     defined = env_file(COMPOSE / ".env.example")
     used = set(VAR.findall(path.read_text())) | (
@@ -66,9 +94,9 @@ GUARDED = re.compile(r"\$\{([A-Z][A-Z0-9_]*):\?([^}]*)\}")
 DEFAULTED = re.compile(r"\$\{([A-Z][A-Z0-9_]*):?-[^}]*\}")
 
 
-@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize("stack", FILES)
 def test_compose_refuses_to_start_before_the_secrets_exist(stack: str) -> None:
-    text = STACKS[stack].read_text()
+    text = FILES[stack].read_text()
     references = VAR.findall(text)
     guarded = {name for name, _ in GUARDED.findall(text)}
     defaulted = set(DEFAULTED.findall(text))
@@ -90,7 +118,7 @@ def test_env_example_has_a_placeholder_for_every_design_secret() -> None:
     assert example["EI_API_KEY"] == ""  # the user's own key
 
 
-@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize("stack", COMPOSED)
 def test_images_are_pinned_to_versions(stack: str) -> None:
     for name, service in services(stack).items():
         image = service["image"]
@@ -98,7 +126,7 @@ def test_images_are_pinned_to_versions(stack: str) -> None:
         assert repo and tag and tag != "latest" and re.match(r"^\d+\.\d+", tag), (name, image)
 
 
-@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize("stack", COMPOSED)
 def test_services_are_limited_logged_restarted_and_on_the_shared_network(stack: str) -> None:
     for name, service in services(stack).items():
         assert service["networks"] == ["p4n4-net"], name
@@ -110,7 +138,7 @@ def test_services_are_limited_logged_restarted_and_on_the_shared_network(stack: 
         assert re.match(r"^\d+[mg]$", service["mem_limit"]), name
 
 
-@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize("stack", COMPOSED)
 def test_dependencies_wait_for_health_or_completion(stack: str) -> None:
     all_services = services(stack)
     for name, service in all_services.items():
@@ -131,7 +159,7 @@ def test_ingestd_starts_after_mosquitto_and_influxdb_are_healthy() -> None:
     }
 
 
-@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize("stack", COMPOSED)
 def test_ports_follow_the_design_and_only_mqtt_ignores_bind_ip(stack: str) -> None:
     published = set()
     pattern = re.compile(r"(\$\{BIND_IP:-[\d.]+\}:)?\$\{[A-Z0-9_]+_HOST_PORT:-(\d+)\}:(\d+)")
@@ -145,16 +173,16 @@ def test_ports_follow_the_design_and_only_mqtt_ignores_bind_ip(stack: str) -> No
             published.add(container)
             # MQTT on every interface, for the devices; the rest where BIND_IP says
             assert (match.group(1) is None) == (container in MQTT_PORTS), port
-    assert published == DESIGN_PORTS[stack]
+    assert published == DESIGN_PORTS[stack.partition("+")[0]]
     assert env_file(COMPOSE / "production.env")["BIND_IP"] == "127.0.0.1"
 
 
-@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize("stack", COMPOSED)
 def test_state_lives_in_declared_named_volumes_and_mounts_exist(stack: str) -> None:
-    document = load_yaml(STACKS[stack])
-    declared = set(document.get("volumes") or {})
+    composed = document(stack)
+    declared = set(composed.get("volumes") or {})
     generated = {REPO / "mosquitto" / "passwd"}  # written by setup_secrets.py
-    for name, service in document["services"].items():
+    for name, service in composed["services"].items():
         for volume in service.get("volumes", []):
             source = volume.split(":")[0]
             if source.startswith("."):
@@ -258,3 +286,86 @@ def test_no_service_but_influxdb_holds_the_admin_token_and_each_only_its_own_log
         assert "ADMIN_TOKEN" not in values, name
         logins = set(re.findall(r"INFLUXDB_([A-Z0-9]+)_(?:USER|PASSWORD)\b", values))
         assert logins == ({OWN_ACCOUNT[name]} if name in OWN_ACCOUNT else set()), name
+
+
+INFLUXDB3 = "iot+influxdb3"
+# the `influxdb3 serve` options the override passes: each in InfluxDB 3 Core's documented
+# serve options (docs.influxdata.com/influxdb3/core/reference/config-options)
+SERVE_OPTIONS = {
+    "--node-id", "--object-store", "--data-dir", "--http-bind", "--admin-token-file",
+    "--disable-authz", "--disable-telemetry-upload", "--exec-mem-pool-bytes",
+    "--parquet-mem-cache-size",
+}  # fmt: skip
+
+
+def influxdb3_start(tmp_path: Path, token: str) -> tuple[list[str], Path]:
+    """The override's influxdb command, run by bash as the container would, with a stand-in
+    `influxdb3` that records its arguments; the token file goes under tmp_path, not /tmp."""
+    service = services(INFLUXDB3)["influxdb"]
+    assert service["entrypoint"] == ["/bin/bash", "-c"]
+    (script,) = service["command"]
+    script = script.replace("$$", "$").replace("/tmp/", f"{tmp_path}/")
+    stub = tmp_path / "bin" / "influxdb3"
+    stub.parent.mkdir()
+    stub.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {tmp_path}/argv\n')
+    stub.chmod(0o755)
+    result = subprocess.run(
+        ["bash", "-c", script],
+        env={"PATH": f"{stub.parent}:/usr/bin:/bin", "INFLUXDB3_ADMIN_TOKEN": token},
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return (tmp_path / "argv").read_text().splitlines(), tmp_path / "admin-token.json"
+
+
+def test_influxdb3_starts_from_a_token_file_it_can_read(tmp_path: Path) -> None:
+    import json
+
+    sys.path.insert(0, str(COMPOSE))
+    try:
+        from setup_secrets import random_value
+    finally:
+        sys.path.remove(str(COMPOSE))
+    token = random_value("INFLUXDB3_ADMIN_TOKEN")
+    argv, token_file = influxdb3_start(tmp_path, token)
+    # 3 Core's offline admin token file: one object, a token beginning apiv3_, the name
+    assert json.loads(token_file.read_text()) == {"token": token, "name": "_admin"}
+    assert token.startswith("apiv3_") and token_file.stat().st_mode & 0o777 == 0o600
+    assert argv[0] == "serve"
+    options = dict(zip(argv[1::2], argv[2::2], strict=False))
+    assert {a for a in argv[1:] if a.startswith("--")} <= SERVE_OPTIONS
+    assert options["--admin-token-file"] == str(token_file)
+    assert token not in " ".join(argv)  # never on a command line
+
+
+def test_influxdb3_listens_where_the_stack_looks_and_is_health_checked_without_a_token(
+    tmp_path: Path,
+) -> None:
+    argv, _ = influxdb3_start(tmp_path, "apiv3_x")
+    options = dict(zip(argv[1::2], argv[2::2], strict=False))
+    port = options["--http-bind"].rpartition(":")[2]
+    config = tomllib.loads((COMPOSE / "ingest.toml").read_text())
+    assert re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", config["influx"]["url"]).endswith(f":{port}")
+    grafana = load_yaml(REPO / "grafana" / "provisioning" / "datasources" / "influxdb.yaml")
+    assert {ds["url"] for ds in grafana["datasources"]} == {f"http://influxdb:{port}"}
+    test = services(INFLUXDB3)["influxdb"]["healthcheck"]["test"]
+    assert test[:2] == ["CMD", "curl"] and test[-1] == f"http://127.0.0.1:{port}/health"
+    assert "health" in options["--disable-authz"].split(",")
+    assert options["--data-dir"].startswith("/var/lib/influxdb3/")
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in services(INFLUXDB3)["influxdb"]["volumes"]}
+    assert mounts["/var/lib/influxdb3"] == "influxdb3-data"  # not InfluxDB 2's volume
+
+
+def test_with_influxdb3_every_service_logs_in_with_its_admin_token() -> None:
+    """3 Core has admin tokens only: the one least privilege the 2.7 stack has is lost, and the
+    override says so; each service's password is the token, its user name unchanged."""
+    iot = services("iot")
+    for name, account in OWN_ACCOUNT.items():
+        if name not in iot:
+            continue
+        environment = services(INFLUXDB3)[name]["environment"]
+        assert environment[f"INFLUXDB_{account}_PASSWORD"].startswith("${INFLUXDB3_ADMIN_TOKEN:?")
+        user = f"INFLUXDB_{account}_USER"
+        assert environment[user] == iot[name]["environment"][user]
+    text = OVERRIDES["influxdb3"][0].read_text()
+    assert "INFLUXDB_N8N_PASSWORD" in text  # the GenAI stack's n8n: what to set, said once
