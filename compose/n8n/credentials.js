@@ -8,8 +8,8 @@ const credentials = [
     type: "mqtt",
     data: {
       protocol: "mqtt",
-      host: "mosquitto",
-      port: 1883,
+      host: env.MQTT_HOST || "mosquitto", // the stack's broker; the rehearsal's on loopback
+      port: Number(env.MQTT_PORT || 1883),
       username: env.MQTT_N8N_USER,
       password: env.MQTT_N8N_PASSWORD,
       clean: true,

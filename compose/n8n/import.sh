@@ -3,15 +3,16 @@
 # n8n's data volume keeps a restart from overwriting what you changed since. Run by the
 # n8n-import service in compose.ai.yaml before n8n starts.
 set -eu
-marker=/home/node/.n8n/.p4n4-starter-imported
+seed="${P4N4_SEED:-/seed}"   # where compose mounts this directory; the rehearsal points elsewhere
+marker="${N8N_USER_FOLDER:-/home/node}/.n8n/.p4n4-starter-imported"
 if [ -f "$marker" ]; then
   echo "starter workflows already imported (delete $marker to import them again)"
   exit 0
 fi
 creds=$(mktemp)
 trap 'rm -f "$creds"' EXIT
-node /seed/credentials.js > "$creds"
+node "$seed/credentials.js" > "$creds"
 n8n import:credentials --input="$creds"
-n8n import:workflow --separate --input=/seed/workflows
+n8n import:workflow --separate --input="$seed/workflows"
 touch "$marker"
 echo "starter workflows imported: open n8n, then activate them"

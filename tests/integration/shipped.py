@@ -3,11 +3,12 @@ ports (listeners and paths rewritten), and an MQTT client that reports how its c
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -15,6 +16,17 @@ from paho.mqtt.enums import CallbackAPIVersion
 from ingestd.devtools.servers import Process, free_port
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def load_setup_secrets() -> Any:
+    """compose/setup_secrets.py as a module (it is a script, outside the package)."""
+    spec = importlib.util.spec_from_file_location(
+        "setup_secrets", REPO / "compose" / "setup_secrets.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def start_shipped_broker(workdir: Path, passwd: Path) -> tuple[Process, int, int]:

@@ -3,26 +3,14 @@ a real mosquitto accepts with the shipped configuration and ACL."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from .shipped import REPO, close, connect, start_shipped_broker
+from .shipped import REPO, close, connect, load_setup_secrets, start_shipped_broker
 
 pytestmark = pytest.mark.integration
-
-
-def load_setup() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "setup_secrets", REPO / "compose" / "setup_secrets.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def env_values(path: Path) -> dict[str, str]:
@@ -36,7 +24,7 @@ def connects(port: int, user: str, password: str) -> bool:
 
 
 def test_secrets_are_random_kept_rotated_and_the_passwd_works_in_mosquitto(tmp_path: Path) -> None:
-    setup = load_setup()
+    setup = load_setup_secrets()
     example, env, passwd = REPO / "compose" / ".env.example", tmp_path / ".env", tmp_path / "passwd"
     setup.setup(example, env, passwd, rotate=False)
     first = env_values(env)

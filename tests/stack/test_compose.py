@@ -321,12 +321,9 @@ def influxdb3_start(tmp_path: Path, token: str) -> tuple[list[str], Path]:
 def test_influxdb3_starts_from_a_token_file_it_can_read(tmp_path: Path) -> None:
     import json
 
-    sys.path.insert(0, str(COMPOSE))
-    try:
-        from setup_secrets import random_value
-    finally:
-        sys.path.remove(str(COMPOSE))
-    token = random_value("INFLUXDB3_ADMIN_TOKEN")
+    from tests.integration.shipped import load_setup_secrets
+
+    token = load_setup_secrets().random_value("INFLUXDB3_ADMIN_TOKEN")
     argv, token_file = influxdb3_start(tmp_path, token)
     # 3 Core's offline admin token file: one object, a token beginning apiv3_, the name
     assert json.loads(token_file.read_text()) == {"token": token, "name": "_admin"}

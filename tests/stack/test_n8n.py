@@ -65,11 +65,13 @@ def test_workflow_names_only_nodes_that_exist(path: Path) -> None:
     text = path.read_text()
     for referenced in re.findall(r"\$\('([^']+)'\)", text):
         assert referenced in names, referenced
-    # every node but the trigger is reachable from a connection
+    # every node but the triggers is reachable from a connection, and every trigger leads on
     targets = {
         link["node"] for o in workflow["connections"].values() for b in o["main"] for link in b
     }
-    assert len(set(names) - targets) == 1
+    triggers = {n["name"] for n in workflow["nodes"] if n["type"].endswith(("Trigger", "trigger"))}
+    assert triggers and set(names) - targets == triggers
+    assert triggers <= set(workflow["connections"])
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)

@@ -21,17 +21,24 @@ refuses; the Flux it had cannot run here at all.
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import subprocess
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ingestd.devtools.servers import InfluxDB1, wait_until
+from ingestd.devtools.servers import InfluxDB1, free_port, http, wait_until
 
-from .conftest import COMPOSE, REPO, influx_accounts
-from .demo import demo_stack
+from .conftest import COMPOSE, REPO, STACKS, influx_accounts, load_yaml
+from .demo import demo_stack, interpolate
 from .grafana import ALL, expand, resolve
+from .ollama_stub import OllamaStub, ollama_stub
 
 pytestmark = pytest.mark.integration
 
@@ -228,3 +235,166 @@ def test_each_service_may_read_and_write_what_its_account_says_and_no_more(
     assert seen[("GRAFANA", "sensors")] == (True, False)  # the dashboards only read
     assert seen[("N8N", "ingestd")] == (False, False)
     print(f"\naccounts (read, write): {seen}")
+
+
+N8N = REPO / "tests" / "stack" / "n8n"
+N8N_BIN = N8N / "node_modules" / ".bin"
+
+
+@dataclass
+class N8nRehearsal:
+    """n8n with the starter workflows imported, its environment, and the Ollama stand-in."""
+
+    base: dict[str, str]  # PATH to Node 24 and n8n, and n8n's own folder
+    service: dict[str, str]  # the compose n8n service's environment, from .env
+    ollama: OllamaStub
+    import_log: str
+
+
+@pytest.fixture(scope="module")
+def n8n(stack: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[N8nRehearsal]:
+    """compose's n8n-import script, run with n8n's own CLI (tests/stack/n8n: 2.41.1 on Node 24,
+    from the npm registry) on a copy of compose/n8n where only the service host names change
+    (influxdb, ollama, mosquitto: the rehearsal's, on loopback)."""
+    if not (N8N_BIN / "n8n").exists():
+        raise RuntimeError(f"n8n is not installed: run {N8N / 'install.sh'}")
+    demo, work = stack["demo"], tmp_path_factory.mktemp("n8n")
+    seed = work / "seed"
+    shutil.copytree(COMPOSE / "n8n", seed)
+    with ollama_stub() as ollama:
+        for path in (seed / "workflows").glob("*.json"):
+            text = path.read_text().replace("http://influxdb:8086", demo.db.url)
+            path.write_text(text.replace("http://ollama:11434", ollama.url))
+        ai = load_yaml(STACKS["ai"])["services"]
+        env = {**demo.env, "DIGEST_WEBHOOK_URL": f"{ollama.url}/digest"}
+
+        def service_env(name: str) -> dict[str, str]:
+            return {k: interpolate(str(v), env) for k, v in ai[name]["environment"].items()}
+
+        base = {
+            "PATH": f"{N8N_BIN}:{os.environ['PATH']}",
+            "HOME": str(work),
+            "N8N_USER_FOLDER": str(work / "home"),
+        }
+        imported = subprocess.run(
+            ["sh", str(seed / "import.sh")],
+            env={**base, **service_env("n8n-import"), "P4N4_SEED": str(seed),
+                 "MQTT_HOST": "127.0.0.1", "MQTT_PORT": str(demo.mqtt_port)},
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        log = imported.stdout + imported.stderr
+        assert imported.returncode == 0, log[-6000:]
+        yield N8nRehearsal(base, service_env("n8n"), ollama, log)
+
+
+def mqtt_subscribe(demo: Any, topic: str, count: int, wait_s: int) -> subprocess.Popen[str]:
+    """mosquitto_sub as the n8n MQTT account, for `count` messages within `wait_s`."""
+    return subprocess.Popen(
+        ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(demo.mqtt_port), "-u",
+         demo.env["MQTT_N8N_USER"], "-P", demo.env["MQTT_N8N_PASSWORD"], "-t", topic,
+         "-v", "-C", str(count), "-W", str(wait_s)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def test_n8n_imports_the_four_starter_workflows_and_both_credentials(n8n: N8nRehearsal) -> None:
+    assert "Successfully imported 2 credentials" in n8n.import_log
+    assert "Successfully imported 4 workflows" in n8n.import_log
+
+
+def test_n8n_runs_the_digest_on_the_stack(stack: dict[str, Any], n8n: N8nRehearsal) -> None:
+    """`n8n execute` runs the digest from its manual trigger: it queries the rehearsal's
+    InfluxDB as n8n's account, asks the Ollama stand-in, posts the digest to the webhook and
+    publishes it (retained) on alerts/digest through the shipped broker as n8n's MQTT account."""
+    from .ollama_stub import ANSWER
+
+    demo = stack["demo"]
+    executed = subprocess.run(
+        [str(N8N_BIN / "n8n"), "execute", "--id", "p4n4DailyDigest1"],
+        env={**n8n.base, **n8n.service},
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert executed.returncode == 0, executed.stdout[-3000:] + executed.stderr[-3000:]
+    generate = [body for path, body in n8n.ollama.requests if path == "/api/generate"]
+    posted = [body for path, body in n8n.ollama.requests if path == "/digest"]
+    (asked,) = generate
+    assert asked["model"] == demo.env["OLLAMA_MODEL"] and asked["stream"] is False
+    assert "ingestd" not in asked["prompt"] and asked["prompt"].count(": mean ") > 20
+    (digest,) = posted
+    assert digest["digest"] == ANSWER and digest["series"] > 20
+    received = mqtt_subscribe(demo, "alerts/digest", 1, 20)
+    out, err = received.communicate(timeout=60)
+    assert received.returncode == 0, err
+    published = json.loads(out.partition(" ")[2])
+    assert published["digest"] == ANSWER and published["series"] == digest["series"]
+    print(f"\nn8n: digest of {digest['series']} series, asked {len(asked['prompt'])} chars")
+
+
+def test_n8n_onboards_a_device_ingestd_announces(
+    stack: dict[str, Any], n8n: N8nRehearsal, tmp_path: Path
+) -> None:
+    """`n8n start` with the device-onboarding workflow published: a device new to ingestd
+    (sent by the simulator's account) makes ingestd publish ingestd/events/device_new, n8n's
+    MQTT trigger takes it, writes the device into the registry (the `devices` measurement of
+    the sensor database, as n8n's InfluxDB account) and notifies on alerts/onboarding/<device>.
+    Last in this module: the registry point joins the sensor database."""
+    demo = stack["demo"]
+    environment = {**n8n.base, **n8n.service}
+    published = subprocess.run(
+        [str(N8N_BIN / "n8n"), "publish:workflow", "--id=p4n4DeviceOnboard1"],
+        env=environment, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert published.returncode == 0, published.stdout[-3000:] + published.stderr[-3000:]
+    port, broker_port = free_port(), free_port()
+    log_path = tmp_path / "n8n.log"
+    server = subprocess.Popen(
+        [str(N8N_BIN / "n8n"), "start"],
+        env={**environment, "N8N_PORT": str(port), "N8N_LISTEN_ADDRESS": "127.0.0.1",
+             "N8N_RUNNERS_BROKER_PORT": str(broker_port)},
+        stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        wait_until(
+            lambda: http("GET", f"http://127.0.0.1:{port}/healthz")[0] == 200, 180, "n8n start"
+        )
+        notified = mqtt_subscribe(demo, "alerts/onboarding/#", 1, 150)
+        # a new device every 2 s until one is onboarded: the trigger subscribes some time after
+        # n8n answers /healthz, and ingestd announces each device once
+        devices = []
+        for attempt in range(60):
+            if notified.poll() is not None:
+                break
+            devices.append(f"n8n-onboarded-{attempt}")
+            subprocess.run(
+                ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(demo.mqtt_port), "-u",
+                 demo.env["MQTT_SIMULATOR_USER"], "-P", demo.env["MQTT_SIMULATOR_PASSWORD"],
+                 "-q", "1", "-t", f"sensors/{devices[-1]}/temperature", "-m", '{"v": 21.5}'],
+                check=True, timeout=30,
+            )  # fmt: skip
+            time.sleep(2)
+        out, err = notified.communicate(timeout=160)
+        assert notified.returncode == 0, (err, log_path.read_text()[-4000:])
+        topic, _, payload = out.strip().partition(" ")
+        device = topic.removeprefix("alerts/onboarding/")
+        assert device in devices
+        announced = json.loads(payload)
+        assert announced["device"] == device and announced["kind"] == "p4n4"
+        assert announced["route"] == "sensors/{device}/{measurement}"
+
+        def registered() -> list[dict[str, Any]]:
+            query = f'SELECT * FROM "devices" WHERE "device" = \'{device}\''
+            return run(demo.db, demo.sensors, query, demo.login("N8N"))
+
+        wait_until(lambda: bool(registered()), 30, "the registry point")
+        (series,) = registered()
+        row = dict(zip(series["columns"], series["values"][0], strict=True))
+        assert row["route"] == "sensors/{device}/{measurement}" and row["kind"] == "p4n4"
+        assert row["measurement"] == "temperature"
+        print(f"\nn8n: onboarded {device} after {len(devices)} new devices")
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=30)
