@@ -26,9 +26,9 @@ from ingestd.records import Rejection, WriteProgress
 _RETRYABLE_4XX = {401, 403, 404, 408, 409, 425, 429}
 
 
-def _quoted(identifier: str) -> str:
-    """An InfluxQL double-quoted identifier's content."""
-    return identifier.replace("\\", "\\\\").replace('"', '\\"')
+def quote_identifier(identifier: str) -> str:
+    """An InfluxQL identifier, double-quoted."""
+    return '"' + identifier.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
@@ -186,7 +186,7 @@ class InfluxSink:
         database is missing and this user may not create it; RetryableSinkError when the
         server cannot be asked now (startup goes on: the spool covers a database that is down)."""
         name = self.settings.database or ""
-        created, _ = await self._query(f'CREATE DATABASE "{_quoted(name)}"')
+        created, _ = await self._query(f"CREATE DATABASE {quote_identifier(name)}")
         if created is None:
             return "created or already there"
         shown, names = await self._query("SHOW DATABASES")

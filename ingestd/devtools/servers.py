@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ingestd.sink import quote_identifier
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -217,7 +219,7 @@ class InfluxDB1(Process, Database):
         if self.admin:  # the one statement InfluxDB takes without a login, while it has no user
             user, password = self.admin
             status, body = self.request(
-                "POST", "/query", {"q": f"CREATE USER {quote_name(user)} WITH PASSWORD "
+                "POST", "/query", {"q": f"CREATE USER {quote_identifier(user)} WITH PASSWORD "
                                    f"{quote_string(password)} WITH ALL PRIVILEGES"}, None
             )  # fmt: skip
             assert status == 200, body
@@ -294,11 +296,6 @@ class InfluxDB1(Process, Database):
                     }
                 )
         return points
-
-
-def quote_name(name: str) -> str:
-    """An InfluxQL identifier, double-quoted."""
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def quote_string(value: str) -> str:

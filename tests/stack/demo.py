@@ -20,14 +20,8 @@ from pathlib import Path
 import yaml
 
 from ingestd.config import load_settings
-from ingestd.devtools.servers import (
-    InfluxDB1,
-    free_port,
-    http,
-    quote_name,
-    quote_string,
-    wait_until,
-)
+from ingestd.devtools.servers import InfluxDB1, free_port, http, quote_string, wait_until
+from ingestd.sink import quote_identifier
 from tests.integration.shipped import start_shipped_broker
 
 from .conftest import COMPOSE, STACKS, env_file, influx_accounts
@@ -57,15 +51,15 @@ def grant_accounts(stack: DemoStack) -> None:
     the buckets as databases, and each account a user with READ, WRITE or ALL on them."""
     db = stack.db
     for database in stack.buckets.values():
-        db.query(f"CREATE DATABASE {quote_name(database)}")
+        db.query(f"CREATE DATABASE {quote_identifier(database)}")
     for account in influx_accounts().values():
         user, password = account.login(stack.env)
-        db.query(f"CREATE USER {quote_name(user)} WITH PASSWORD {quote_string(password)}")
+        db.query(f"CREATE USER {quote_identifier(user)} WITH PASSWORD {quote_string(password)}")
         for bucket in account.read | account.write:
             both = bucket in account.read and bucket in account.write
             privilege = "ALL" if both else "READ" if bucket in account.read else "WRITE"
-            database = quote_name(stack.buckets[bucket])
-            db.query(f"GRANT {privilege} ON {database} TO {quote_name(user)}")
+            database = quote_identifier(stack.buckets[bucket])
+            db.query(f"GRANT {privilege} ON {database} TO {quote_identifier(user)}")
 
 
 def interpolate(text: str, env: dict[str, str]) -> str:
