@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,18 @@ def load_yaml(path: Path) -> Any:
 
 def env_file(path: Path) -> dict[str, str]:
     return dict(re.findall(r"^([A-Z][A-Z0-9_]*)=(.*)$", path.read_text(), flags=re.M))
+
+
+def write_dotenv(work: Path) -> Path:
+    """What a user's first step writes: `setup_secrets.py` run on .env.example, its .env and
+    passwd put in `work`. Returns the .env's path (the passwd is beside it)."""
+    subprocess.run(
+        [sys.executable, str(COMPOSE / "setup_secrets.py"), "--example",
+         str(COMPOSE / ".env.example"), "--env", str(work / ".env"), "--passwd",
+         str(work / "passwd")],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return work / ".env"
 
 
 ACCOUNTS = COMPOSE / "influxdb-init" / "accounts"

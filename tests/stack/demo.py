@@ -24,7 +24,7 @@ from ingestd.devtools.servers import InfluxDB1, free_port, http, quote_string, w
 from ingestd.sink import quote_identifier
 from tests.integration.shipped import start_shipped_broker
 
-from .conftest import COMPOSE, STACKS, env_file, influx_accounts
+from .conftest import COMPOSE, STACKS, env_file, influx_accounts, write_dotenv
 
 
 @dataclass
@@ -71,12 +71,8 @@ def interpolate(text: str, env: dict[str, str]) -> str:
 def demo_stack(
     work: Path, before_simulator: Callable[[DemoStack], None] | None = None
 ) -> Iterator[DemoStack]:
-    env_path, passwd = work / ".env", work / "passwd"
-    subprocess.run(
-        [sys.executable, str(COMPOSE / "setup_secrets.py"), "--example",
-         str(COMPOSE / ".env.example"), "--env", str(env_path), "--passwd", str(passwd)],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
+    env_path = write_dotenv(work)
+    passwd = env_path.parent / "passwd"
     env = env_file(env_path)
     broker, mqtt_port, _ = start_shipped_broker(work, passwd)
     db = InfluxDB1(work, admin=(env["INFLUXDB_ADMIN_USER"], env["INFLUXDB_ADMIN_PASSWORD"]))

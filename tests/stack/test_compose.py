@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import COMPOSE, OVERRIDES, REPO, STACKS, env_file, load_yaml
+from .conftest import COMPOSE, OVERRIDES, REPO, STACKS, env_file, load_yaml, write_dotenv
 
 # ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?err}; $$ is a literal dollar for the container
 VAR = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:[:?-][^}]*)?\}")
@@ -398,13 +398,7 @@ def compose_config(
 @pytest.fixture(scope="module")
 def dotenv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A .env as setup_secrets.py writes it from .env.example."""
-    work = tmp_path_factory.mktemp("dotenv")
-    subprocess.run(
-        [sys.executable, str(COMPOSE / "setup_secrets.py"), "--env", str(work / ".env"),
-         "--passwd", str(work / "passwd")],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    return work / ".env"
+    return write_dotenv(tmp_path_factory.mktemp("dotenv"))
 
 
 @pytest.mark.parametrize("profile", ["", "demo"])

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .conftest import COMPOSE, STACKS, env_file, influx_accounts, load_yaml
+from .conftest import COMPOSE, STACKS, env_file, influx_accounts, load_yaml, write_dotenv
 
 SCRIPT = COMPOSE / "influxdb-init" / "buckets-and-accounts.sh"
 
@@ -21,14 +21,7 @@ SCRIPT = COMPOSE / "influxdb-init" / "buckets-and-accounts.sh"
 def stack_env(tmp_path: Path) -> dict[str, str]:
     """What the influxdb service's environment holds, from a .env setup_secrets.py wrote; and
     what its entrypoint adds (DOCKER_INFLUXDB_INIT_*, resolved)."""
-    env_path = tmp_path / ".env"
-    subprocess.run(
-        [sys.executable, str(COMPOSE / "setup_secrets.py"), "--example",
-         str(COMPOSE / ".env.example"), "--env", str(env_path), "--passwd",
-         str(tmp_path / "passwd")],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    dotenv = env_file(env_path)
+    dotenv = env_file(write_dotenv(tmp_path))
     service = load_yaml(STACKS["iot"])["services"]["influxdb"]["environment"]
     resolved = {}
     for name, value in service.items():
